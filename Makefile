@@ -1,0 +1,152 @@
+# dltrain build.
+#   make            dltrain, dlprep (+ the CUDA backend when nvcc is found)
+#   make CUDA=0     without CUDA;  DEBUG=1: -O0 -g;  ASAN=1: address+UB sanitizers
+#   make test       unit tests, PyTorch oracle tests, integration tests
+#   make test-asan  unit tests under AddressSanitizer and UBSan
+#   make demo       install deps, prepare Fashion-MNIST, train the CNN on 2 ranks
+#   make bench      CPU benchmarks -> bench/results/
+#   make test-gpu   GPU suite (on a machine with a GPU)
+
+BUILD ?= build
+BIN   ?= bin
+CC    ?= gcc
+PY    ?= /usr/bin/python3
+NP    ?= 2
+
+PKGS := hdf5-serial ompi-c openblas yaml-0.1 zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN   := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fopenmp -MMD -MP $(WARN)
+LDLIBS := $(PKG_LIBS) -fopenmp -lm -ldl -lpthread
+
+ifeq ($(DEBUG),1)
+  CFLAGS += -O0 -g -DDLT_DEBUG
+else
+  CFLAGS += -O3 -march=native -g
+endif
+ifeq ($(ASAN),1)
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDLIBS += -fsanitize=address,undefined
+endif
+
+# ---- CUDA autodetection ----
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+ifeq ($(NVCC),)
+  CUDA ?= 0
+else
+  CUDA ?= 1
+endif
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVFLAGS := -O3 -std=c++17 -I. -Xcompiler -fPIC,-Wall,-Werror --threads 2 $(CUDA_ARCH)
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -lcublasLt -lcublas -lcudart -lstdc++
+
+# ---- sources ----
+LIB_SRC  := $(wildcard core/*.c core/cpu/*.c core/layers/*.c comm/*.c data/*.c)
+LAUNCH_SRC := $(filter-out launcher/main.c,$(wildcard launcher/*.c))
+CUDA_CU  := $(wildcard core/cuda/*.cu)
+CUDA_C   := $(wildcard core/cuda/*.c comm/nccl/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LAUNCH_OBJ := $(LAUNCH_SRC:%.c=$(BUILD)/%.o)
+CUDA_OBJ   := $(CUDA_CU:%.cu=$(BUILD)/%.o) $(CUDA_C:%.c=$(BUILD)/pic/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_COMMON := $(BUILD)/tests/unit/testutil.o
+
+TARGETS := $(BIN)/dltrain $(BIN)/dlprep
+ifeq ($(CUDA),1)
+  TARGETS += $(BIN)/libdltcuda.so
+endif
+
+all: $(TARGETS)
+	@echo "dltrain: built $(notdir $(TARGETS)) [CUDA=$(CUDA)$(if $(filter 1,$(CUDA)), nvcc=$(NVCC)) ASAN=$(or $(ASAN),0) DEBUG=$(or $(DEBUG),0)]"
+
+$(BUILD)/libdlt.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	ar rcs $@ $^
+
+$(BUILD)/liblauncher.a: $(LAUNCH_OBJ)
+	@mkdir -p $(@D)
+	ar rcs $@ $^
+
+$(BIN)/dltrain: $(BUILD)/launcher/main.o $(BUILD)/liblauncher.a $(BUILD)/libdlt.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BIN)/dlprep: $(patsubst %.c,$(BUILD)/%.o,$(wildcard data/dlprep/*.c)) $(BUILD)/libdlt.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BIN)/libdltcuda.so: $(CUDA_OBJ) $(BUILD)/pic/core/status.o $(BUILD)/pic/core/backend.o
+	@mkdir -p $(@D)
+	$(CC) -shared -o $@ $^ $(CUDA_LIBS) $(if $(filter 1,$(ASAN)),-fsanitize=address,undefined)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -I$(CUDA_HOME)/include -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# ---- tests ----
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TEST_COMMON) $(BUILD)/liblauncher.a $(BUILD)/libdlt.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
+
+REF := $(BUILD)/ref
+$(REF)/.done: $(wildcard tests/torch/*.py)
+	@mkdir -p $(REF)
+	for s in tests/torch/gen_*.py; do $(PY) $$s $(REF) || exit 1; done
+	@touch $@
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export DLT_REF_DIR=$(abspath $(REF))
+
+unit: $(UNIT_BIN) $(REF)/.done
+	@set -e; for t in $(UNIT_BIN); do \
+	  case $$t in *_mpi) echo "== mpirun -np $(NP) $$t"; CK_FORK=no mpirun -np $(NP) $$t ;; \
+	              *) echo "== $$t"; $$t ;; esac; done
+
+integration: all
+	@set -e; for t in tests/integration/test_*.sh; do echo "== $$t"; BIN=$(abspath $(BIN)) NP=$(NP) sh $$t; done
+
+test: all unit integration
+	@echo "make test: all passed"
+
+test-asan:
+	$(MAKE) ASAN=1 CUDA=0 BUILD=build-asan BIN=build-asan/bin unit
+
+test-gpu: all
+	sh scripts/test-gpu.sh
+
+demo:
+	sh scripts/install-deps.sh
+	$(MAKE) all
+	test -f data/fashion-mnist/train-00000.h5 || $(BIN)/dlprep fashion-mnist data/fashion-mnist
+	mpirun -np $(NP) $(BIN)/dltrain train configs/cnn_fashion.yaml
+
+bench: all
+	sh bench/run.sh
+
+clean:
+	rm -rf $(BUILD) build-asan $(BIN)
+
+.PHONY: all unit integration test test-asan test-gpu demo bench clean
+.SECONDARY:
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

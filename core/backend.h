@@ -1,0 +1,187 @@
+/* The backend: every numeric operation dltrain performs, as a table of
+ * function pointers (ggml style). Layers and optimizers call only these, so
+ * they never branch on the device. core/cpu/ fills the table with OpenBLAS +
+ * OpenMP; core/cuda/ (a shared object loaded at run time) with cuBLAS, cuDNN
+ * and own kernels.
+ *
+ * Contracts common to all ops:
+ *  - pointers are backend memory (host memory for CPU, device memory for CUDA)
+ *    unless the parameter name ends in _host;
+ *  - tensors are fp32, row-major, images NCHW;
+ *  - ops named *_bwd* and bias_grad ACCUMULATE (+=) into their gradient
+ *    outputs: the graph zeroes gradients once per step, and a value used by
+ *    several layers (residuals) then gets the sum of their gradients for free;
+ *  - forward ops overwrite their output;
+ *  - ops are asynchronous on a GPU; sync() waits for all of them.
+ * A backend may leave an op NULL; supports() then says so and model build
+ * fails with a clear message instead of crashing. */
+#ifndef DLT_BACKEND_H
+#define DLT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* Version of this table's layout; a CUDA backend object built against another
+ * version is refused at load time. */
+#define DLT_BACKEND_ABI 1
+
+typedef struct dlt_backend dlt_backend;
+
+typedef enum {
+    DLT_ACT_RELU,
+    DLT_ACT_SIGMOID,
+    DLT_ACT_TANH,
+    DLT_ACT_GELU /* exact: x * Phi(x), as torch.nn.GELU() */
+} dlt_act;
+
+typedef enum { DLT_POOL_MAX, DLT_POOL_AVG } dlt_pool_mode;
+
+/* Geometry of a 2-D convolution or pooling window, NCHW, square padding and
+ * stride. For pooling k == c. Average pooling counts padded zeros
+ * (count_include_pad, PyTorch's default); max pooling ignores padding. */
+typedef struct {
+    int n, c, h, w;     /* input  (N, C, H, W) */
+    int k, r, s;        /* output channels, kernel height, kernel width */
+    int stride, pad;
+    int oh, ow;         /* output (N, K, OH, OW) */
+} dlt_conv_geom;
+
+/* Fills oh/ow from the rest: oh = (h + 2 pad - r) / stride + 1. */
+void dlt_conv_geom_finish(dlt_conv_geom *g);
+
+typedef enum {
+    DLT_OPT_SGD,     /* momentum, dampening 0, optional Nesterov (torch.optim.SGD) */
+    DLT_OPT_ADAM,    /* L2 weight decay added to the gradient (torch.optim.Adam) */
+    DLT_OPT_ADAMW,   /* decoupled weight decay (torch.optim.AdamW) */
+    DLT_OPT_ADAGRAD, /* torch.optim.Adagrad, lr_decay 0, initial accumulator 0 */
+    DLT_OPT_RMSPROP  /* torch.optim.RMSprop, alpha, eps, optional momentum, not centered */
+} dlt_opt_kind;
+
+typedef struct {
+    dlt_opt_kind kind;
+    float lr;            /* already scheduled for this step */
+    float weight_decay;
+    float momentum;      /* SGD, RMSProp */
+    int nesterov;        /* SGD */
+    float beta1, beta2;  /* Adam(W) */
+    float alpha;         /* RMSProp smoothing */
+    float eps;
+    int64_t t;           /* 1-based step count, for Adam bias correction */
+} dlt_opt_hparams;
+
+struct dlt_backend {
+    int abi;             /* DLT_BACKEND_ABI */
+    const char *name;    /* "cpu", "cuda" */
+    void *impl;          /* backend-private state (handles, streams) */
+
+    /* ---- lifetime and memory ---- */
+    void (*destroy)(dlt_backend *be);
+    dlt_status (*alloc)(dlt_backend *be, size_t bytes, void **ptr);   /* zeroed */
+    void (*free)(dlt_backend *be, void *ptr);
+    dlt_status (*upload)(dlt_backend *be, void *dst, const void *src_host, size_t bytes);
+    dlt_status (*download)(dlt_backend *be, void *dst_host, const void *src, size_t bytes);
+    dlt_status (*copy)(dlt_backend *be, void *dst, const void *src, size_t bytes);
+    dlt_status (*fill)(dlt_backend *be, float *x, size_t n, float v);
+    dlt_status (*sync)(dlt_backend *be);
+
+    /* ---- BLAS-like ---- */
+    /* C(m,n) = alpha * op(A) op(B) + beta * C, row-major, op = transpose if ta/tb. */
+    dlt_status (*gemm)(dlt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta,
+                       float *c, int ldc);
+    dlt_status (*axpy)(dlt_backend *be, size_t n, float alpha, const float *x, float *y);
+    dlt_status (*scale)(dlt_backend *be, size_t n, float alpha, float *x);
+    /* sum of squares of x into *out_host (double accumulation); the sync point
+     * for gradient-norm clipping and non-finite checks. */
+    dlt_status (*sumsq)(dlt_backend *be, size_t n, const float *x, double *out_host);
+    /* y(n, c, hw) += b(c) */
+    dlt_status (*bias_add)(dlt_backend *be, int n, int c, int hw, const float *b, float *y);
+    /* db(c) += sum over n, hw of dy(n, c, hw) */
+    dlt_status (*bias_grad)(dlt_backend *be, int n, int c, int hw, const float *dy, float *db);
+    /* y = a + b, elementwise */
+    dlt_status (*add)(dlt_backend *be, size_t n, const float *a, const float *b, float *y);
+
+    /* ---- convolution: x (n,c,h,w), w (k,c,r,s), y (n,k,oh,ow); no bias ---- */
+    size_t (*conv2d_workspace)(dlt_backend *be, const dlt_conv_geom *g); /* bytes */
+    dlt_status (*conv2d_fwd)(dlt_backend *be, const dlt_conv_geom *g, const float *x,
+                             const float *w, float *y, void *ws);
+    dlt_status (*conv2d_bwd_data)(dlt_backend *be, const dlt_conv_geom *g, const float *dy,
+                                  const float *w, float *dx, void *ws);
+    dlt_status (*conv2d_bwd_filter)(dlt_backend *be, const dlt_conv_geom *g, const float *x,
+                                    const float *dy, float *dw, void *ws);
+
+    /* ---- pooling: x (n,c,h,w), y (n,c,oh,ow) ---- */
+    dlt_status (*pool2d_fwd)(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
+                             const float *x, float *y);
+    /* Max pooling routes dy to the first maximum of each window (recomputed from x, y). */
+    dlt_status (*pool2d_bwd)(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
+                             const float *x, const float *y, const float *dy, float *dx);
+
+    /* ---- batch normalisation over (n, hw) per channel c ---- */
+    /* Uses batch statistics; updates running stats as PyTorch does
+     * (running = (1-momentum) running + momentum batch, running_var unbiased);
+     * saves mean and 1/sqrt(var+eps) (biased var) for backward. */
+    dlt_status (*bnorm_fwd_train)(dlt_backend *be, int n, int c, int hw, float eps, float momentum,
+                                  const float *x, const float *gamma, const float *beta, float *y,
+                                  float *run_mean, float *run_var, float *save_mean,
+                                  float *save_invstd);
+    dlt_status (*bnorm_fwd_eval)(dlt_backend *be, int n, int c, int hw, float eps, const float *x,
+                                 const float *gamma, const float *beta, const float *run_mean,
+                                 const float *run_var, float *y);
+    dlt_status (*bnorm_bwd)(dlt_backend *be, int n, int c, int hw, const float *x, const float *dy,
+                            const float *gamma, const float *save_mean, const float *save_invstd,
+                            float *dx, float *dgamma, float *dbeta);
+
+    /* ---- elementwise activations ---- */
+    dlt_status (*act_fwd)(dlt_backend *be, dlt_act act, size_t n, const float *x, float *y);
+    /* dx += dy * f'(x); y = f(x) is given so sigmoid/tanh need not recompute. */
+    dlt_status (*act_bwd)(dlt_backend *be, dlt_act act, size_t n, const float *x, const float *y,
+                          const float *dy, float *dx);
+
+    /* ---- dropout (inverted: kept values scaled by 1/(1-p)) ----
+     * Element i is kept iff dlt_rand_u01(key, first + i) >= p (core/rng.h), so
+     * a mask depends on (key, global element index) only, never on the rank or
+     * a thread. mask(i) = kept ? 1/(1-p) : 0. */
+    dlt_status (*dropout_fwd)(dlt_backend *be, size_t n, float p, uint64_t key, uint64_t first,
+                              const float *x, float *y, float *mask);
+    /* dx += dy * mask */
+    dlt_status (*mul_acc)(dlt_backend *be, size_t n, const float *dy, const float *mask, float *dx);
+
+    /* ---- losses; per-sample outputs so that the caller reduces them ----
+     * softmax cross-entropy: logits (n, k), labels (n) in [0, k).
+     * loss(i) = -log softmax(logits(i))[label(i)]; correct(i) = 1 if the first
+     * argmax equals the label else 0; probs (n, k) saved for backward. */
+    dlt_status (*softmax_xent_fwd)(dlt_backend *be, int n, int k, const float *logits,
+                                   const int32_t *labels, float *probs, float *loss,
+                                   float *correct);
+    /* dlogits += scale * (probs - onehot(labels)) */
+    dlt_status (*softmax_xent_bwd)(dlt_backend *be, int n, int k, const float *probs,
+                                   const int32_t *labels, float scale, float *dlogits);
+    /* Mean squared error per sample: loss(i) = mean_j (y(i,j) - t(i,j))^2.
+     * t (n, k) targets. */
+    dlt_status (*mse_fwd)(dlt_backend *be, int n, int k, const float *y, const float *t,
+                          float *loss);
+    /* dy += scale * 2 (y - t) / k */
+    dlt_status (*mse_bwd)(dlt_backend *be, int n, int k, const float *y, const float *t,
+                          float scale, float *dy);
+    /* t (n, k) = one-hot of labels (n) */
+    dlt_status (*onehot)(dlt_backend *be, int n, int k, const int32_t *labels, float *t);
+
+    /* ---- optimizer: one fused update over a whole arena of n floats ----
+     * w weights, g gradients, s1/s2 state arenas of the same layout (zeroed
+     * at start; unused ones may be NULL). */
+    dlt_status (*opt_update)(dlt_backend *be, const dlt_opt_hparams *h, size_t n, float *w,
+                             const float *g, float *s1, float *s2);
+};
+
+/* Creates the CPU backend. */
+dlt_status dlt_backend_cpu_create(dlt_backend **out);
+
+/* Name of the first op that is NULL in be among a NULL-terminated list of op
+ * names, or NULL when all are present; used to give "op X not supported on
+ * backend Y" at model build time. */
+const char *dlt_backend_missing_op(const dlt_backend *be, const char *const *ops);
+
+#endif

@@ -1,0 +1,79 @@
+/* The run configuration: YAML file + key=value overrides.
+ *
+ * One table (config.c) lists every known key with its type, default, bounds
+ * and help text (redis style); `dltrain config --help` prints it. Keys are
+ * dotted paths ("optimizer.lr"). The model's layers are a YAML sequence under
+ * model.layers, each a mapping with `type`, optional `name` and `inputs`,
+ * and the keys that layer type accepts (its dlt_key_spec table).
+ *
+ * Errors are one line naming the file:line and the key: unknown keys (with
+ * the nearest known key suggested), wrong types, out-of-range values,
+ * missing required keys. */
+#ifndef DLT_CONFIG_H
+#define DLT_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/layer.h"
+#include "core/status.h"
+
+#define DLT_CFG_MAX_LAYERS 256
+#define DLT_PATH_LEN 512
+
+typedef struct {
+    char path[DLT_PATH_LEN];       /* the YAML file */
+    char name[128];                /* "name", default: file name without .yaml */
+
+    /* data */
+    char train_data[DLT_PATH_LEN]; /* data.train: glob of shards */
+    char test_data[DLT_PATH_LEN];  /* data.test: glob; empty: no evaluation */
+    float mean[4], std[4];         /* data.mean / data.std, per channel */
+    int n_mean, n_std;
+
+    /* model */
+    dlt_layer_spec layers[DLT_CFG_MAX_LAYERS];
+    int n_layers;
+    char loss[64];                 /* model.loss */
+
+    /* train */
+    int epochs;
+    int batch_size;                /* global batch */
+    int64_t max_steps;             /* 0: no limit */
+    uint64_t seed;
+    char device[16];               /* auto | cpu | cuda */
+    int threads;                   /* 0: OpenMP/OpenBLAS default */
+
+    /* optimizer */
+    char optimizer[32];
+    float lr, momentum, weight_decay, beta1, beta2, eps, alpha, clip_norm;
+    int nesterov;
+
+    /* schedule */
+    char schedule[32];
+    float lr_min, gamma;
+    int64_t step_size, warmup_steps;
+
+    /* evaluation and early stopping */
+    int eval_every_epochs;
+    char early_metric[32];         /* "" (off), "loss", "accuracy" */
+    int early_patience;
+    float early_min_delta;
+
+    /* logging */
+    int log_every;                 /* steps */
+    char run_dir[DLT_PATH_LEN];    /* default runs/<name>-<timestamp> */
+} dlt_config;
+
+/* Loads path, applies overrides ("key=value", e.g. "optimizer.lr=0.1";
+ * "model.layers.3.units=64" addresses a layer key), validates everything.
+ * overrides may be NULL when n_over == 0. */
+dlt_status dlt_config_load(const char *path, char *const *overrides, int n_over, dlt_config *cfg);
+
+/* Writes the resolved configuration as YAML that dlt_config_load reads back. */
+void dlt_config_write(const dlt_config *cfg, FILE *f);
+
+/* Prints the key table (name, type, default, help) and the layer types. */
+void dlt_config_help(FILE *f);
+
+#endif
