@@ -140,8 +140,12 @@ demo:
 	test -f data/fashion-mnist/train-00000.h5 || $(BIN)/dlprep fashion-mnist data/fashion-mnist
 	mpirun -np $(NP) $(BIN)/dltrain train configs/cnn_fashion.yaml
 
-bench: all
-	sh bench/run.sh
+$(BIN)/bench_sgemm: $(BUILD)/bench/sgemm.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+bench: all $(BIN)/bench_sgemm
+	BIN=$(BIN) sh bench/run.sh
 
 clean:
 	rm -rf $(BUILD) build-asan $(BIN)

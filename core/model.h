@@ -66,4 +66,15 @@ double dlt_model_flops(const dlt_model *m);
  * memory of every arena in MiB. */
 void dlt_model_describe(const dlt_model *m, FILE *f);
 
+/* A single layer with arenas of its own, for tests and tools: inputs of the
+ * given shapes (batch included) are allocated, as are their gradients, the
+ * output, parameters (initialised from seed) and buffers. Layer inputs
+ * l->x[i].data may be filled through the backend's upload. */
+dlt_status dlt_layer_create_standalone(const dlt_layer_spec *spec, const dlt_shape *in, int n_in,
+                                       dlt_backend *be, uint64_t seed, dlt_layer **out);
+void dlt_layer_free_standalone(dlt_layer *l);
+
+/* Zeroes the gradients of a standalone layer (inputs' and parameters'). */
+void dlt_layer_zero_grads(dlt_layer *l);
+
 #endif

@@ -35,6 +35,8 @@ typedef struct {
     dlt_layer_spec layers[DLT_CFG_MAX_LAYERS];
     int n_layers;
     char loss[64];                 /* model.loss */
+    int input[4];                  /* model.input: per-sample shape, e.g. [1, 28, 28]; */
+    int n_input;                   /*   empty (0) = taken from the training data */
 
     /* train */
     int epochs;

@@ -1,0 +1,3 @@
+build-d/data/loader.o: data/loader.c data/data.h core/status.h
+data/data.h:
+core/status.h:

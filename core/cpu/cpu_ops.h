@@ -1,0 +1,96 @@
+/* Internal declarations of the CPU backend's ops (core/cpu/*.c).
+ *
+ * Each function implements the backend.h table entry of the same name
+ * (dlt_cpu_<op> <-> be-><op>); the contracts are in backend.h and are not
+ * repeated here. cpu_backend.c puts them in the table; nothing outside
+ * core/cpu/ includes this header, everything else goes through the table.
+ *
+ * Threading: OpenBLAS runs its own thread pool inside gemm, so OpenMP is used
+ * only outside BLAS calls and only when a loop is large enough
+ * (DLT_CPU_PAR_MIN elements) to pay for waking threads: under mpirun each
+ * rank usually has a single core and small loops must stay serial. */
+#ifndef DLT_CPU_OPS_H
+#define DLT_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+
+/* Element count above which elementwise, pooling and normalisation loops
+ * use OpenMP. */
+#define DLT_CPU_PAR_MIN 32768
+
+/* ---- memory (cpu_backend.c) ---- */
+dlt_status dlt_cpu_alloc(dlt_backend *be, size_t bytes, void **ptr);
+void dlt_cpu_free(dlt_backend *be, void *ptr);
+dlt_status dlt_cpu_upload(dlt_backend *be, void *dst, const void *src_host, size_t bytes);
+dlt_status dlt_cpu_download(dlt_backend *be, void *dst_host, const void *src, size_t bytes);
+dlt_status dlt_cpu_copy(dlt_backend *be, void *dst, const void *src, size_t bytes);
+dlt_status dlt_cpu_sync(dlt_backend *be);
+
+/* ---- BLAS-like (cpu_blas.c) ---- */
+dlt_status dlt_cpu_fill(dlt_backend *be, float *x, size_t n, float v);
+dlt_status dlt_cpu_gemm(dlt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                        int ldc);
+dlt_status dlt_cpu_axpy(dlt_backend *be, size_t n, float alpha, const float *x, float *y);
+dlt_status dlt_cpu_scale(dlt_backend *be, size_t n, float alpha, float *x);
+dlt_status dlt_cpu_sumsq(dlt_backend *be, size_t n, const float *x, double *out_host);
+dlt_status dlt_cpu_bias_add(dlt_backend *be, int n, int c, int hw, const float *b, float *y);
+dlt_status dlt_cpu_bias_grad(dlt_backend *be, int n, int c, int hw, const float *dy, float *db);
+dlt_status dlt_cpu_add(dlt_backend *be, size_t n, const float *a, const float *b, float *y);
+dlt_status dlt_cpu_mul_acc(dlt_backend *be, size_t n, const float *dy, const float *mask,
+                           float *dx);
+
+/* ---- convolution (cpu_conv.c) ---- */
+size_t dlt_cpu_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g);
+dlt_status dlt_cpu_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const float *x,
+                              const float *w, float *y, void *ws);
+dlt_status dlt_cpu_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, const float *dy,
+                                   const float *w, float *dx, void *ws);
+dlt_status dlt_cpu_conv2d_bwd_filter(dlt_backend *be, const dlt_conv_geom *g, const float *x,
+                                     const float *dy, float *dw, void *ws);
+
+/* ---- pooling (cpu_pool.c) ---- */
+dlt_status dlt_cpu_pool2d_fwd(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
+                              const float *x, float *y);
+dlt_status dlt_cpu_pool2d_bwd(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
+                              const float *x, const float *y, const float *dy, float *dx);
+
+/* ---- batch normalisation (cpu_norm.c) ---- */
+dlt_status dlt_cpu_bnorm_fwd_train(dlt_backend *be, int n, int c, int hw, float eps,
+                                   float momentum, const float *x, const float *gamma,
+                                   const float *beta, float *y, float *run_mean, float *run_var,
+                                   float *save_mean, float *save_invstd);
+dlt_status dlt_cpu_bnorm_fwd_eval(dlt_backend *be, int n, int c, int hw, float eps,
+                                  const float *x, const float *gamma, const float *beta,
+                                  const float *run_mean, const float *run_var, float *y);
+dlt_status dlt_cpu_bnorm_bwd(dlt_backend *be, int n, int c, int hw, const float *x,
+                             const float *dy, const float *gamma, const float *save_mean,
+                             const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+
+/* ---- activations and dropout (cpu_act.c) ---- */
+dlt_status dlt_cpu_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *x, float *y);
+dlt_status dlt_cpu_act_bwd(dlt_backend *be, dlt_act act, size_t n, const float *x,
+                           const float *y, const float *dy, float *dx);
+dlt_status dlt_cpu_dropout_fwd(dlt_backend *be, size_t n, float p, uint64_t key, uint64_t first,
+                               const float *x, float *y, float *mask);
+
+/* ---- losses (cpu_loss.c) ---- */
+dlt_status dlt_cpu_softmax_xent_fwd(dlt_backend *be, int n, int k, const float *logits,
+                                    const int32_t *labels, float *probs, float *loss,
+                                    float *correct);
+dlt_status dlt_cpu_softmax_xent_bwd(dlt_backend *be, int n, int k, const float *probs,
+                                    const int32_t *labels, float scale, float *dlogits);
+dlt_status dlt_cpu_mse_fwd(dlt_backend *be, int n, int k, const float *y, const float *t,
+                           float *loss);
+dlt_status dlt_cpu_mse_bwd(dlt_backend *be, int n, int k, const float *y, const float *t,
+                           float scale, float *dy);
+dlt_status dlt_cpu_onehot(dlt_backend *be, int n, int k, const int32_t *labels, float *t);
+
+/* ---- optimizer (cpu_optim.c) ---- */
+dlt_status dlt_cpu_opt_update(dlt_backend *be, const dlt_opt_hparams *h, size_t n, float *w,
+                              const float *g, float *s1, float *s2);
+
+#endif
