@@ -145,9 +145,8 @@ L = ["# dltrain CPU benchmark, %s" % date, "",
      "",
      "GFLOP/s = 3 x forward FLOPs per sample (summary.json) x samples/s; samples/s excludes the first",
      "5 steps on both sides. The sgemm column is bench_sgemm's best 1024^3 rate at the rank's thread",
-     "count times the number of ranks. PyTorch (%s threads set with torch.set_num_threads) trains the"
-     % "same",
-     "same config on synthetic in-memory data (DDP over gloo for 2 ranks); dltrain reads the real",
+     "count times the number of ranks. PyTorch (same threads per rank, torch.set_num_threads) trains",
+     "the same config on synthetic in-memory data (DDP over gloo for 2 ranks); dltrain reads the real",
      "shards through its input pipeline.", "",
      "## OpenBLAS sgemm (best of 5)", "",
      "| shape | M x N x K | " + " | ".join("%d thread%s" % (t, "s" if t > 1 else "")

@@ -16,6 +16,7 @@ processes that train with DistributedDataParallel over gloo, each with the
 global batch / W samples and --threads intra-op threads, which mirrors
 `mpirun -np W dltrain` with 1 OpenMP thread per rank. Like dltrain's
 summary.json, throughput excludes the first 5 steps (allocation, warm-up).
+The learning-rate schedule is not mirrored: it changes no per-step work.
 
 Prints one JSON line: samples_per_s, flops_per_sample (forward, counted the
 way dltrain counts them: 2 per multiply-add of dense and conv layers), steps,
@@ -156,20 +157,23 @@ def load_config(path):
     train = cfg.get("train") or {}
     ocfg = cfg.get("optimizer") or {}
     clip = float(pick(ocfg, ("clip_norm",), 0.0) if isinstance(ocfg, dict) else 0.0)
-    return cfg, layers, int(train.get("batch_size", 64)), ocfg, clip
+    in_shape = tuple(int(v) for v in (model.get("input") or (1, 28, 28)))
+    return cfg, layers, int(train.get("batch_size", 64)), ocfg, clip, in_shape
 
 
 def train(rank, args, result_path):
     """One rank: build, train args.steps steps, rank 0 writes the result."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(1234)  # same initial weights on every rank, as DDP expects
-    _, layers, gbatch, ocfg, clip = load_config(args.config)
+    _, layers, gbatch, ocfg, clip, in_shape = load_config(args.config)
+    if args.input_shape:
+        in_shape = args.input_shape
     if args.batch_size:
         gbatch = args.batch_size
     if gbatch % args.world:
         raise SystemExit("torch_ref: batch %d not divisible by world %d" % (gbatch, args.world))
     local = gbatch // args.world
-    model, flops, out_shape = build_model(layers, args.input_shape)
+    model, flops, out_shape = build_model(layers, in_shape)
     if args.world > 1:
         import torch.distributed as dist
         dist.init_process_group("gloo", init_method="file://" + args.rendezvous,
@@ -180,7 +184,7 @@ def train(rank, args, result_path):
     lossf = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(100 + rank)
     # A few distinct batches so that caches do not see the same input every step.
-    xs = [torch.rand((local,) + tuple(args.input_shape), generator=gen) for _ in range(4)]
+    xs = [torch.rand((local,) + tuple(in_shape), generator=gen) for _ in range(4)]
     ys = [torch.randint(0, n_classes, (local,), generator=gen) for _ in range(4)]
     model.train()
     t0 = None
@@ -217,9 +221,11 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
     ap.add_argument("--world", type=int, default=1, help="DDP processes (gloo)")
     ap.add_argument("--batch-size", type=int, default=0, help="global batch; 0: the config's")
-    ap.add_argument("--input-shape", default="1,28,28", help="C,H,W of one sample")
+    ap.add_argument("--input-shape", default="",
+                    help="C,H,W of one sample; default: the config's model.input, else 1,28,28")
     args = ap.parse_args()
-    args.input_shape = tuple(int(v) for v in args.input_shape.split(","))
+    if args.input_shape:
+        args.input_shape = tuple(int(v) for v in args.input_shape.split(","))
     if args.steps <= WARMUP_STEPS:
         raise SystemExit("torch_ref: --steps must exceed %d" % WARMUP_STEPS)
     if args.threads < 1 or args.world < 1:

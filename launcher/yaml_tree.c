@@ -4,13 +4,19 @@
  * node ids) and copy the nodes out recursively. Because an alias may point at
  * an enclosing node, or aliases may fan out exponentially, the copy is
  * bounded by depth and total node count; exceeding either is a config error,
- * not a crash. */
+ * not a crash.
+ *
+ * The scalar helpers at the end are strict: a value must be entirely a
+ * number (no trailing text, no NaN/Inf), so "12abc" is an error, not 12. */
 #include "launcher/yaml_tree.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #define MAX_DEPTH 64
@@ -18,7 +24,7 @@
 
 typedef struct {
     yaml_document_t *doc;
-    const char *what;   /* file name or override text, for messages */
+    const char *what; /* file name or override text, for messages */
     int count;
 } copy_ctx;
 
@@ -92,19 +98,17 @@ static dlt_status copy_node(copy_ctx *c, yaml_node_t *y, int depth, dlt_yaml_nod
             n->n = i + 1;
             st = copy_node(c, yaml_document_get_node(c->doc, p->key), depth + 1, &n->keys[i]);
             if (st == DLT_OK)
-                st = copy_node(c, yaml_document_get_node(c->doc, p->value), depth + 1,
-                               &n->items[i]);
+                st =
+                    copy_node(c, yaml_document_get_node(c->doc, p->value), depth + 1, &n->items[i]);
         }
         return st;
     }
-    default:
-        return DLT_ERR(DLT_ERR_CONFIG, "%s:%d: empty YAML node", c->what, line);
+    default: return DLT_ERR(DLT_ERR_CONFIG, "%s:%d: empty YAML node", c->what, line);
     }
 }
 
 /* Runs the loader on a prepared parser and converts the first document. */
-static dlt_status load(yaml_parser_t *p, const char *what, int with_line,
-                       dlt_yaml_node **root)
+static dlt_status load(yaml_parser_t *p, const char *what, int with_line, dlt_yaml_node **root)
 {
     yaml_document_t doc;
     *root = NULL;
@@ -168,4 +172,74 @@ dlt_status dlt_yaml_load_string(const char *text, const char *what, dlt_yaml_nod
     dlt_status st = load(&p, what, 0, root);
     yaml_parser_delete(&p);
     return st;
+}
+
+/* ---- scalars (see yaml_tree.h) ---- */
+
+int dlt_yaml_int(const char *s, int64_t *v)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (!*s || *end || errno) return 0;
+    *v = x;
+    return 1;
+}
+
+int dlt_yaml_uint(const char *s, uint64_t *v)
+{
+    char *end;
+    errno = 0;
+    while (isspace((unsigned char)*s)) s++;
+    if (*s == '-') return 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (!*s || *end || errno) return 0;
+    *v = x;
+    return 1;
+}
+
+int dlt_yaml_float(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (!*s || *end || !isfinite(x)) return 0;
+    *v = x;
+    return 1;
+}
+
+int dlt_yaml_bool(const char *s, int *v)
+{
+    static const char *const t[] = {"true", "yes", "on", "1"};
+    static const char *const f[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (!strcasecmp(s, t[i])) return *v = 1, 1;
+        if (!strcasecmp(s, f[i])) return *v = 0, 1;
+    }
+    return 0;
+}
+
+void dlt_yaml_put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            fprintf(f, "\\x%02x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+void dlt_yaml_put_float(FILE *f, float v)
+{
+    char buf[32];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if ((float)strtod(buf, NULL) == v) break;
+    }
+    fputs(buf, f);
 }

@@ -1,4 +1,4 @@
-/* Internal declarations of the CPU backend's ops (core/cpu/*.c).
+/* Internal declarations of the CPU backend's ops (the .c files of core/cpu/).
  *
  * Each function implements the backend.h table entry of the same name
  * (dlt_cpu_<op> <-> be-><op>); the contracts are in backend.h and are not

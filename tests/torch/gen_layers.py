@@ -119,16 +119,20 @@ def set_params(c, mod, names):
 
 def dense_cases():
     # (name, batch, in_features, units, bias)
-    for name, n, k, units, bias in [
-        ("dense_b1", 1, 5, 3, 1),
-        ("dense_basic", 4, 7, 6, 1),
-        ("dense_nobias", 3, 9, 5, 0),
-        ("dense_wide", 2, 33, 17, 1),
+    # A shape of rank > 2 is read as (n, product of the rest), as after nn.Flatten.
+    for name, shp, units, bias in [
+        ("dense_b1", (1, 5), 3, 1),
+        ("dense_basic", (4, 7), 6, 1),
+        ("dense_nobias", (3, 9), 5, 0),
+        ("dense_wide", (2, 33), 17, 1),
+        ("dense_4d_input", (2, 3, 2, 3), 4, 1),
     ]:
         c = Case(name, "dense", [("units", units), ("bias", bias)], seed=len(cases_out) + 101)
-        mod = nn.Linear(k, units, bias=bool(bias))
-        params = set_params(c, mod, ["weight"] + (["bias"] if bias else []))
-        run_module(c, mod, [c.tensor((n, k), grad=True)], params)
+        k = int(np.prod(shp[1:]))
+        lin = nn.Linear(k, units, bias=bool(bias))
+        params = set_params(c, lin, ["weight"] + (["bias"] if bias else []))
+        mod = nn.Sequential(nn.Flatten(), lin)
+        run_module(c, mod, [c.tensor(shp, grad=True)], params)
         yield c
 
 
@@ -151,8 +155,11 @@ def conv_cases():
 
 
 def pool_cases():
-    # (name, type, (N, C, H, W), size, stride, padding)
+    # (name, type, (N, C, H, W), size, stride, padding); stride None: key left out,
+    # so dltrain's default (the window size) must match torch's default.
     for name, ltype, shp, sz, st, pd in [
+        ("maxpool_default_stride", "maxpool", (2, 2, 6, 7), 2, None, 0),
+        ("avgpool_default_stride", "avgpool", (1, 3, 9, 6), 3, None, 0),
         ("maxpool_2x2", "maxpool", (2, 3, 6, 8), 2, 2, 0),
         ("maxpool_3s2p1", "maxpool", (1, 2, 7, 9), 3, 2, 1),
         ("maxpool_3s1p1", "maxpool", (3, 1, 5, 5), 3, 1, 1),
@@ -162,7 +169,7 @@ def pool_cases():
         ("avgpool_3s1p1", "avgpool", (3, 1, 5, 5), 3, 1, 1),
         ("avgpool_2s1_odd", "avgpool", (2, 2, 9, 7), 2, 1, 0),
     ]:
-        keys = [("size", sz), ("stride", st), ("padding", pd)]
+        keys = [("size", sz)] + ([("stride", st)] if st is not None else []) + [("padding", pd)]
         c = Case(name, ltype, keys, seed=len(cases_out) + 101)
         if ltype == "maxpool":
             mod = nn.MaxPool2d(sz, stride=st, padding=pd)

@@ -1,0 +1,169 @@
+/* Internal declarations of the CUDA backend (core/cuda/, built into
+ * bin/libdltcuda.so).
+ *
+ * Host-side code that only calls libraries (backend creation, memory, cuBLAS
+ * gemm, cuDNN convolution and batch norm) is plain C compiled by gcc; only
+ * the kernels are CUDA C++ (.cu), each file exposing C-linkage host functions
+ * dlt_cuda_<op> that launch them. This header is therefore valid C11 and
+ * C++17; it declares the private state shared by those files and the error
+ * macros every foreign call goes through.
+ *
+ * Every op runs on the backend's one non-blocking stream, after making the
+ * backend's GPU current (a prefetch thread may upload from another thread).
+ * Kernel launches are checked with cudaGetLastError(); errors of kernels that
+ * already ran surface at the next synchronising call (download, sumsq, sync)
+ * with that call's name. */
+#ifndef DLT_CUDA_INTERNAL_H
+#define DLT_CUDA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "core/backend.h"
+#include "core/status.h"
+
+/* Blocks used by the deterministic two-pass reductions (sumsq). */
+#define DLT_CUDA_REDUCE_BLOCKS 1024
+
+typedef struct dlt_cuda_conv_cache dlt_cuda_conv_cache; /* cuda_dnn.c */
+
+typedef struct {
+    int device;                  /* CUDA ordinal */
+    cudaStream_t stream;         /* every op of the backend runs here */
+    cublasHandle_t cublas;
+    cudnnHandle_t cudnn;
+    double *reduce_partial;      /* (DLT_CUDA_REDUCE_BLOCKS + 1) device scratch for sumsq */
+    double *reduce_host;         /* (1) pinned host result of sumsq */
+    dlt_cuda_conv_cache *conv;   /* per-geometry cuDNN descriptors and algorithms */
+    struct cudaDeviceProp prop;
+} dlt_cuda_impl;
+
+static inline dlt_cuda_impl *dlt_cuda_of(dlt_backend *be) { return (dlt_cuda_impl *)be->impl; }
+
+/* ---- error macros: return DLT_ERR_DEVICE naming the call, file and line ---- */
+#define CUDA_CHECK(call)                                                             \
+    do {                                                                             \
+        cudaError_t cu_e_ = (call);                                                  \
+        if (cu_e_ != cudaSuccess)                                                    \
+            return dlt_error(DLT_ERR_DEVICE, __FILE__, __LINE__, "%s failed: %s (%s:%d)", \
+                             #call, cudaGetErrorString(cu_e_), __FILE__, __LINE__);  \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                           \
+    do {                                                                             \
+        cublasStatus_t cb_e_ = (call);                                               \
+        if (cb_e_ != CUBLAS_STATUS_SUCCESS)                                          \
+            return dlt_error(DLT_ERR_DEVICE, __FILE__, __LINE__, "%s failed: %s (%s:%d)", \
+                             #call, cublasGetStatusString(cb_e_), __FILE__, __LINE__); \
+    } while (0)
+
+#define CUDNN_CHECK(call)                                                            \
+    do {                                                                             \
+        cudnnStatus_t cd_e_ = (call);                                                \
+        if (cd_e_ != CUDNN_STATUS_SUCCESS)                                           \
+            return dlt_error(DLT_ERR_DEVICE, __FILE__, __LINE__, "%s failed: %s (%s:%d)", \
+                             #call, cudnnGetErrorString(cd_e_), __FILE__, __LINE__); \
+    } while (0)
+
+/* After a kernel launch: configuration errors are reported at once. */
+#define KERNEL_CHECK(name)                                                           \
+    do {                                                                             \
+        cudaError_t kl_e_ = cudaGetLastError();                                      \
+        if (kl_e_ != cudaSuccess)                                                    \
+            return dlt_error(DLT_ERR_DEVICE, __FILE__, __LINE__,                     \
+                             "launch of kernel %s failed: %s (%s:%d)", (name),       \
+                             cudaGetErrorString(kl_e_), __FILE__, __LINE__);         \
+    } while (0)
+
+/* Makes the backend's GPU current for this thread. */
+#define CUDA_ENTER(be) CUDA_CHECK(cudaSetDevice(dlt_cuda_of(be)->device))
+
+/* Exported entry points (cuda_backend.c), found with dlsym by core/device.c;
+ * see core/device.h for their contracts. */
+dlt_status dlt_cuda_backend_create(int abi, int device_ordinal, dlt_backend **out);
+const char *dlt_cuda_describe(const dlt_backend *be, char *buf, size_t len);
+
+/* Stream and ordinal of a CUDA backend, for comm/nccl/ (same library).
+ * Return NULL / -1 when be is not a CUDA backend. */
+cudaStream_t dlt_cuda_stream(dlt_backend *be);
+int dlt_cuda_device(dlt_backend *be);
+
+/* ---- ops: each implements the backend.h entry of the same name ---- */
+
+/* cuda_backend.c: memory and BLAS through cuBLAS */
+dlt_status dlt_cuda_gemm(dlt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                         int ldc);
+
+/* cuda_elem.cu: elementwise, reductions, activations, dropout */
+dlt_status dlt_cuda_fill(dlt_backend *be, float *x, size_t n, float v);
+dlt_status dlt_cuda_axpy(dlt_backend *be, size_t n, float alpha, const float *x, float *y);
+dlt_status dlt_cuda_scale(dlt_backend *be, size_t n, float alpha, float *x);
+dlt_status dlt_cuda_sumsq(dlt_backend *be, size_t n, const float *x, double *out_host);
+dlt_status dlt_cuda_bias_add(dlt_backend *be, int n, int c, int hw, const float *b, float *y);
+dlt_status dlt_cuda_bias_grad(dlt_backend *be, int n, int c, int hw, const float *dy, float *db);
+dlt_status dlt_cuda_add(dlt_backend *be, size_t n, const float *a, const float *b, float *y);
+dlt_status dlt_cuda_mul_acc(dlt_backend *be, size_t n, const float *dy, const float *mask,
+                            float *dx);
+dlt_status dlt_cuda_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *x, float *y);
+dlt_status dlt_cuda_act_bwd(dlt_backend *be, dlt_act act, size_t n, const float *x,
+                            const float *y, const float *dy, float *dx);
+dlt_status dlt_cuda_dropout_fwd(dlt_backend *be, size_t n, float p, uint64_t key, uint64_t first,
+                                const float *x, float *y, float *mask);
+
+/* cuda_loss.cu */
+dlt_status dlt_cuda_softmax_xent_fwd(dlt_backend *be, int n, int k, const float *logits,
+                                     const int32_t *labels, float *probs, float *loss,
+                                     float *correct);
+dlt_status dlt_cuda_softmax_xent_bwd(dlt_backend *be, int n, int k, const float *probs,
+                                     const int32_t *labels, float scale, float *dlogits);
+dlt_status dlt_cuda_mse_fwd(dlt_backend *be, int n, int k, const float *y, const float *t,
+                            float *loss);
+dlt_status dlt_cuda_mse_bwd(dlt_backend *be, int n, int k, const float *y, const float *t,
+                            float scale, float *dy);
+dlt_status dlt_cuda_onehot(dlt_backend *be, int n, int k, const int32_t *labels, float *t);
+
+/* cuda_optim.cu */
+dlt_status dlt_cuda_opt_update(dlt_backend *be, const dlt_opt_hparams *h, size_t n, float *w,
+                               const float *g, float *s1, float *s2);
+
+/* cuda_pool.cu */
+dlt_status dlt_cuda_pool2d_fwd(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
+                               const float *x, float *y);
+dlt_status dlt_cuda_pool2d_bwd(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
+                               const float *x, const float *y, const float *dy, float *dx);
+
+/* cuda_dnn.c: convolution and batch norm through cuDNN */
+size_t dlt_cuda_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g);
+dlt_status dlt_cuda_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const float *x,
+                               const float *w, float *y, void *ws);
+dlt_status dlt_cuda_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, const float *dy,
+                                    const float *w, float *dx, void *ws);
+dlt_status dlt_cuda_conv2d_bwd_filter(dlt_backend *be, const dlt_conv_geom *g, const float *x,
+                                      const float *dy, float *dw, void *ws);
+dlt_status dlt_cuda_bnorm_fwd_train(dlt_backend *be, int n, int c, int hw, float eps,
+                                    float momentum, const float *x, const float *gamma,
+                                    const float *beta, float *y, float *run_mean, float *run_var,
+                                    float *save_mean, float *save_invstd);
+dlt_status dlt_cuda_bnorm_fwd_eval(dlt_backend *be, int n, int c, int hw, float eps,
+                                   const float *x, const float *gamma, const float *beta,
+                                   const float *run_mean, const float *run_var, float *y);
+dlt_status dlt_cuda_bnorm_bwd(dlt_backend *be, int n, int c, int hw, const float *x,
+                              const float *dy, const float *gamma, const float *save_mean,
+                              const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+/* Releases the convolution cache (called by destroy). */
+void dlt_cuda_dnn_free(dlt_cuda_impl *impl);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
