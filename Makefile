@@ -20,7 +20,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 WARN   := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fopenmp -MMD -MP $(WARN)
+CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fopenmp -fno-math-errno -MMD -MP $(WARN)
 LDLIBS := $(PKG_LIBS) -fopenmp -lm -ldl -lpthread
 
 ifeq ($(DEBUG),1)

@@ -174,9 +174,9 @@ static dlt_status layer_setup(dlt_layer *l)
     if (miss)
         return DLT_LAYER_ERR(l, DLT_ERR_UNSUPPORTED, "%s needs op %s, not supported on backend %s",
                              l->ops->type, miss, l->be->name);
-    if (!l->ops->setup || !l->ops->forward || !l->ops->backward)
-        return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "type %s cannot be used directly", l->ops->type);
     DLT_CHECK(l->ops->setup(l));
+    if (!l->ops->forward || !l->ops->backward)
+        return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "type %s cannot be used directly", l->ops->type);
     if (l->n_params > DLT_MAX_PARAMS || l->n_bufs > DLT_MAX_BUFFERS)
         return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "declares too many parameters or buffers");
     return DLT_OK;

@@ -212,9 +212,9 @@ const char *dlt_cfg_did_you_mean(const char *bad, const char *const *cand, int n
 static void range_str(const key_def *k, char *buf, size_t len)
 {
     if (k->max == INF)
-        snprintf(buf, len, "must be %s %g", (k->excl & EX_MIN) ? ">" : ">=", k->min);
+        snprintf(buf, len, "must be %s %.10g", (k->excl & EX_MIN) ? ">" : ">=", k->min);
     else
-        snprintf(buf, len, "must be in %c%g, %g%c", (k->excl & EX_MIN) ? '(' : '[', k->min, k->max,
+        snprintf(buf, len, "must be in %c%.10g, %.10g%c", (k->excl & EX_MIN) ? '(' : '[', k->min, k->max,
                  (k->excl & EX_MAX) ? ')' : ']');
 }
 

@@ -317,13 +317,14 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     }
     /* The summed gradient is identical on every rank, so this check needs no
      * message: every rank stops at the same step. */
-    STEP_CHECK(t, dlt_optim_step(&t->opt, w, g, grad_norm));
-    if (!isfinite(*grad_norm)) {
+    dlt_status st = dlt_optim_step(&t->opt, w, g, grad_norm);
+    if (st == DLT_ERR_NUMERIC) {
         char msg[256];
         snprintf(msg, sizeof msg, "step %lld: gradient norm is %g (loss on rank %d: %g); lower optimizer.lr or set optimizer.clip_norm",
                  (long long)step, *grad_norm, t->rank, win->loss);
         die(t, msg);
     }
+    STEP_CHECK(t, st);
     return 1;
 }
 

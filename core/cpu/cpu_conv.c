@@ -32,7 +32,9 @@
 #include "core/status.h"
 
 /* Upper bound on the bytes of the unrolled patch matrix of one chunk. */
+#ifndef COL_BUDGET
 #define COL_BUDGET ((size_t)4 << 20)
+#endif
 
 static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
 {

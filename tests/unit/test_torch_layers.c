@@ -240,7 +240,7 @@ static void check_grads(const ref_case *c, dlt_layer *l, int n, int extra, float
 {
     char what[96];
     for (int i = 0; i < l->n_in; i++) {
-        char dset[8];
+        char dset[16];
         if (c->n_inputs == 1)
             snprintf(dset, sizeof dset, "dx");
         else
@@ -271,7 +271,7 @@ static void run_case(int idx, int extra)
     int nd;
     ck_assert(c.n_inputs >= 1 && c.n_inputs <= 2);
     for (int i = 0; i < c.n_inputs; i++) {
-        char dset[8];
+        char dset[16];
         snprintf(dset, sizeof dset, c.n_inputs == 1 ? "x" : "x%d", i);
         size_t cnt;
         free(tu_read_f32(c.path, dset, &cnt, dims, &nd));
@@ -287,7 +287,7 @@ static void run_case(int idx, int extra)
     ck_assert_msg(st == DLT_OK, "%s: create %s '%s': %s", c.name, c.type, c.keys,
                   dlt_last_error());
     for (int i = 0; i < c.n_inputs; i++) {
-        char dset[8];
+        char dset[16];
         snprintf(dset, sizeof dset, c.n_inputs == 1 ? "x" : "x%d", i);
         upload_rows(&c, dset, l->x[i].data, in[i].d[0], dims, &nd);
     }
