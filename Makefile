@@ -42,8 +42,13 @@ else
   CUDA ?= 1
 endif
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
-NVFLAGS := -O3 -std=c++17 -I. -Xcompiler -fPIC,-Wall,-Werror --threads 2 $(CUDA_ARCH)
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -lcublasLt -lcublas -lcudart -lstdc++
+NVFLAGS := -O3 -std=c++17 -I. -MMD -MP -Xcompiler -fPIC,-Wall,-Werror --threads 2 $(CUDA_ARCH)
+SAN_FLAGS := -fsanitize=address,undefined
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -lcublasLt -lcublas -lcudart -lstdc++ -lm
+# libdltcuda.so (dlopen'ed by core/device.c) reports errors with dlt_error();
+# exporting the program's status functions makes the library's calls bind to
+# the program's copy, so its messages reach the program's dlt_last_error().
+LDLIBS += $(foreach s,dlt_error dlt_last_error dlt_clear_error,-Wl,--export-dynamic-symbol=$(s))
 
 # ---- sources ----
 LIB_SRC  := $(wildcard core/*.c core/cpu/*.c core/layers/*.c comm/*.c data/*.c)
@@ -58,9 +63,11 @@ CUDA_OBJ   := $(CUDA_CU:%.cu=$(BUILD)/%.o) $(CUDA_C:%.c=$(BUILD)/pic/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_COMMON := $(BUILD)/tests/unit/testutil.o
 
+GPU_TEST := $(BUILD)/tests/gpu/test_cuda_ops
+
 TARGETS := $(BIN)/dltrain $(BIN)/dlprep
 ifeq ($(CUDA),1)
-  TARGETS += $(BIN)/libdltcuda.so
+  TARGETS += $(BIN)/libdltcuda.so $(GPU_TEST)
 endif
 
 all: $(TARGETS)
@@ -84,7 +91,7 @@ $(BIN)/dlprep: $(patsubst %.c,$(BUILD)/%.o,$(wildcard data/dlprep/*.c)) $(BUILD)
 
 $(BIN)/libdltcuda.so: $(CUDA_OBJ) $(BUILD)/pic/core/status.o $(BUILD)/pic/core/backend.o
 	@mkdir -p $(@D)
-	$(CC) -shared -o $@ $^ $(CUDA_LIBS) $(if $(filter 1,$(ASAN)),-fsanitize=address,undefined)
+	$(CC) -shared -Wl,--no-undefined -o $@ $^ $(CUDA_LIBS) $(if $(filter 1,$(ASAN)),$(SAN_FLAGS))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -131,8 +138,21 @@ test: all unit integration
 test-asan:
 	$(MAKE) ASAN=1 CUDA=0 BUILD=build-asan BIN=build-asan/bin unit
 
-test-gpu: all
-	sh scripts/test-gpu.sh
+# CPU-vs-GPU op comparison; links only what it uses (--as-needed), so a GPU
+# machine without MPI/HDF5 can run it.
+$(GPU_TEST): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/libdlt.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $< -Wl,--as-needed $(BUILD)/libdlt.a $(LDLIBS)
+
+ifeq ($(CUDA),1)
+gpu-tests: $(GPU_TEST) $(BIN)/libdltcuda.so
+else
+gpu-tests:
+	@echo "gpu-tests: needs CUDA=1 (nvcc not found or CUDA=0)"; exit 1
+endif
+
+test-gpu: all gpu-tests
+	BUILD=$(BUILD) BIN=$(BIN) sh scripts/test-gpu.sh
 
 demo:
 	sh scripts/install-deps.sh
@@ -150,7 +170,7 @@ bench: all $(BIN)/bench_sgemm
 clean:
 	rm -rf $(BUILD) build-asan $(BIN)
 
-.PHONY: all unit integration test test-asan test-gpu demo bench clean
+.PHONY: all unit integration test test-asan test-gpu gpu-tests demo bench clean
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

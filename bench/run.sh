@@ -8,7 +8,8 @@
 #      count, the ceiling for a GEMM-bound trainer;
 #   2. dltrain on each model under `mpirun -np 1` and `-np 2` (mpirun binds
 #      one core per rank, so 1 thread per rank); it writes summary.json with
-#      samples/s (excluding the first 5 steps) and forward FLOPs per sample;
+#      samples/s (excluding the first 5 steps) and forward FLOPs per sample.
+#      `data.test=` switches evaluation off (eval.every_epochs must be >= 1);
 #   3. bench/torch_ref.py: the same config in PyTorch (DDP over gloo when
 #      ranks > 1), same global batch, optimizer, steps and threads per rank.
 # Achieved GFLOP/s = 3 x flops_per_sample x samples/s (forward + 2x for
@@ -76,7 +77,7 @@ for cfg in $CONFIGS; do
         dir="$WORK/$name-np$np"
         echo "bench: dltrain $name, $np rank(s), $steps steps"
         run mpirun -np "$np" "$BIN/dltrain" train "$cfg" train.max_steps="$steps" train.epochs=1000 \
-            eval.every_epochs=0 log.every="$steps" run_dir="$dir" > "$WORK/$name-np$np.log" 2>&1 ||
+            data.test= log.every="$steps" run_dir="$dir" > "$WORK/$name-np$np.log" 2>&1 ||
             { tail -n 20 "$WORK/$name-np$np.log" >&2; die "dltrain failed on $cfg, np $np"; }
         [ -f "$dir/summary.json" ] || die "$dir/summary.json was not written"
         threads=$("$PY" -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["threads"]))' \
@@ -90,6 +91,7 @@ for cfg in $CONFIGS; do
     done
 done
 
+cut -d' ' -f1-3 /proc/loadavg >> "$WORK/loadavg.txt"
 MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
@@ -113,6 +115,10 @@ def peak(threads):
 
 need = ("samples_per_s", "flops_per_sample", "steps", "world", "batch_size", "threads")
 rows, notes = [], []
+load = [l.strip() for l in open(work + "/loadavg.txt")]
+if float(load[0].split()[0]) > 0.5:
+    notes.append("the 1-minute load average was %s before the run: other processes shared the "
+                 "cores, so every number here is a lower bound" % load[0].split()[0])
 for line in open(work + "/runs.txt"):
     name, np_, steps, summ, tref = line.split()
     s = json.load(open(summ))
@@ -137,7 +143,7 @@ for line in open(work + "/runs.txt"):
 L = ["# dltrain CPU benchmark, %s" % date, "",
      "- machine: %s, %s cores (`lscpu`, `nproc`)" % (model, ncpu),
      "- commit: %s" % commit,
-     "- load average before the run: %s" % open(work + "/loadavg.txt").read().strip(),
+     "- load average (1, 5, 15 min) before the run: %s; after: %s" % (load[0], load[-1]),
      "", "## Training throughput", "",
      "| model | ranks | threads/rank | global batch | steps | dltrain samples/s | dltrain GFLOP/s "
      "| sgemm GFLOP/s (threads x ranks) | of sgemm | PyTorch samples/s | dltrain / PyTorch |",

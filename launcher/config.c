@@ -45,7 +45,7 @@ typedef struct {
     size_t off;          /* into dlt_config */
     size_t size;         /* STR/CHOICE: buffer bytes; FLOATS/INTS: capacity */
     size_t count_off;    /* FLOATS/INTS: offset of the int element count */
-    const char *def;     /* default, as config text; NULL: derived later */
+    const char *def;     /* default, as config text ("" strings may be derived later) */
     double min, max;     /* bounds of a number (each element of a list) */
     int excl;            /* EX_MIN / EX_MAX: that bound is exclusive */
     const char *choices; /* CHOICE: "a|b|c", a leading '|' allows ""; NULL: the losses */
@@ -64,8 +64,8 @@ typedef struct {
  * are followed by model.layers in the output. */
 // clang-format off
 static const key_def KEYS[] = {
-    {"name", K_STR, FLD(name), NULL, 0, 0, 0, NULL,
-     "run name; default: the config file name without .yaml"},
+    {"name", K_STR, FLD(name), "", 0, 0, 0, NULL,
+     "run name; \"\": the config file name without .yaml"},
     {"run_dir", K_STR, FLD(run_dir), "", 0, 0, 0, NULL,
      "logs and checkpoints; \"\": runs/<name>-<YYYYmmdd-HHMMSS>"},
     {"data.train", K_STR, FLD(train_data), "", 0, 0, 0, NULL, "training shards (glob)"},
@@ -82,7 +82,7 @@ static const key_def KEYS[] = {
     {"train.epochs", K_INT, FLD(epochs), "1", 1, 1000000, 0, NULL, "passes over the training data"},
     {"train.batch_size", K_INT, FLD(batch_size), "32", 1, 1 << 24, 0, NULL,
      "global batch, split over all ranks"},
-    {"train.max_steps", K_INT64, FLD(max_steps), "0", 0, 1e15, 0, NULL,
+    {"train.max_steps", K_INT64, FLD(max_steps), "0", 0, INF, 0, NULL,
      "stop after this many optimizer steps; 0: no limit"},
     {"train.seed", K_UINT64, FLD(seed), "42", 0, 0, 0, NULL, "seed of every random stream"},
     {"train.device", K_CHOICE, FLD(device), "auto", 0, 0, 0, "auto|cpu|cuda",
@@ -107,9 +107,9 @@ static const key_def KEYS[] = {
      "clip the global gradient L2 norm to this; 0: off"},
     {"schedule.type", K_CHOICE, FLD(schedule), "constant", 0, 0, 0, "constant|step|cosine",
      "learning-rate schedule after warm-up"},
-    {"schedule.warmup_steps", K_INT64, FLD(warmup_steps), "0", 0, 1e15, 0, NULL,
+    {"schedule.warmup_steps", K_INT64, FLD(warmup_steps), "0", 0, INF, 0, NULL,
      "linear warm-up steps"},
-    {"schedule.step_size", K_INT64, FLD(step_size), "1000", 1, 1e15, 0, NULL,
+    {"schedule.step_size", K_INT64, FLD(step_size), "1000", 1, INF, 0, NULL,
      "step: multiply lr by gamma every step_size steps"},
     {"schedule.gamma", K_FLOAT, FLD(gamma), "0.1", 0, 1, EX_MIN, NULL, "step: decay factor"},
     {"schedule.lr_min", K_FLOAT, FLD(lr_min), "0", 0, 100, 0, NULL, "cosine: final learning rate"},
@@ -214,8 +214,8 @@ static void range_str(const key_def *k, char *buf, size_t len)
     if (k->max == INF)
         snprintf(buf, len, "must be %s %.10g", (k->excl & EX_MIN) ? ">" : ">=", k->min);
     else
-        snprintf(buf, len, "must be in %c%.10g, %.10g%c", (k->excl & EX_MIN) ? '(' : '[', k->min, k->max,
-                 (k->excl & EX_MAX) ? ')' : ']');
+        snprintf(buf, len, "must be in %c%.10g, %.10g%c", (k->excl & EX_MIN) ? '(' : '[', k->min,
+                 k->max, (k->excl & EX_MAX) ? ')' : ']');
 }
 
 static int in_range(const key_def *k, double v)
@@ -453,13 +453,8 @@ static dlt_status walk_map(dlt_cfg_loader *L, const dlt_yaml_node *m, const char
 static dlt_status apply_defaults(dlt_cfg_loader *L)
 {
     for (int k = 0; k < N_KEYS; k++) {
-        if (!KEYS[k].def) continue;
         dlt_yaml_node n = {.kind = DLT_YAML_SCALAR, .text = (char *)KEYS[k].def, .plain = 1};
-        dlt_yaml_node *items[4] = {0};
-        if (KEYS[k].def[0] == '[') { /* only "[]" is used as a list default */
-            n.kind = DLT_YAML_SEQ;
-            n.items = items;
-        }
+        if (KEYS[k].def[0] == '[') n.kind = DLT_YAML_SEQ; /* only "[]": an empty list */
         DLT_CHECK(set_key(L, k, &n));
     }
     return DLT_OK;
@@ -510,7 +505,7 @@ static dlt_status finish(dlt_cfg_loader *L)
 {
     dlt_config *c = L->cfg;
     int kn = find_key("name");
-    if (!c->name[0] && !L->ovr[kn] && !L->line[kn]) {
+    if (!c->name[0]) {
         const char *base = strrchr(c->path, '/');
         base = base ? base + 1 : c->path;
         size_t l = strlen(base);
@@ -582,8 +577,13 @@ static void put_value(FILE *f, const dlt_config *c, const key_def *k)
     case K_UINT64: fprintf(f, "%" PRIu64, *(const uint64_t *)p); break;
     case K_FLOAT: dlt_yaml_put_float(f, *(const float *)p); break;
     case K_BOOL: fputs(*(const int *)p ? "true" : "false", f); break;
-    case K_STR:
-    case K_CHOICE: dlt_yaml_put_string(f, p); break;
+    case K_STR: dlt_yaml_put_string(f, p); break;
+    case K_CHOICE: /* identifiers, plain unless empty */
+        if (*p)
+            fputs(p, f);
+        else
+            dlt_yaml_put_string(f, p);
+        break;
     case K_FLOATS:
     case K_INTS: {
         int n = *(const int *)((const char *)c + k->count_off);
@@ -636,13 +636,14 @@ void dlt_config_help(FILE *f)
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &KEYS[i];
         char def[64], extra[300] = "";
-        snprintf(def, sizeof def, "%s", !k->def ? "(see meaning)" : *k->def ? k->def : "\"\"");
+        snprintf(def, sizeof def, "%s", *k->def ? k->def : "\"\"");
         if (k->type == K_CHOICE) {
             const char *opts[16];
             char buf[256], list[256];
             choices(k, buf, sizeof buf, opts, list, sizeof list);
             snprintf(extra, sizeof extra, "; one of: %s", list);
-        } else if (k->type != K_STR && k->type != K_BOOL && k->type != K_UINT64) {
+        } else if (k->type != K_STR && k->type != K_BOOL && k->type != K_UINT64 &&
+                   (k->min != -INF || k->max != INF)) {
             char r[96];
             range_str(k, r, sizeof r);
             snprintf(extra, sizeof extra, " (%s)", r);

@@ -4,7 +4,8 @@
  * core/layers/registry.c), an optional `name`, optional `inputs`, and any key
  * of that type's dlt_key_spec table, type-checked here so that layers can
  * read their spec with dlt_spec_int/float/str without failing. Values are
- * kept as the text given (bools normalised to "1"/"0"), each with its line.
+ * kept as the text given (dlt_spec_int reads every YAML boolean word), each
+ * with its line (0 when set by an override).
  *
  * Default names are the type followed by the layer's 1-based count among
  * layers of that type (conv2d1, relu1, relu2), counting named layers too, so
@@ -324,8 +325,11 @@ void dlt_cfg_help_layers(FILE *f)
                "optional inputs (default: the previous layer), plus the keys of its type:\n");
     const dlt_layer_ops *const *all = dlt_layer_all();
     for (int i = 0; all && all[i]; i++) {
-        fprintf(f, "\n  %s (%d input%s)\n", all[i]->type, all[i]->n_inputs,
-                all[i]->n_inputs > 1 ? "s" : "");
+        if (all[i]->is_loss)
+            fprintf(f, "\n  %s (a loss: set it as model.loss)\n", all[i]->type);
+        else
+            fprintf(f, "\n  %s (%d input%s)\n", all[i]->type, all[i]->n_inputs,
+                    all[i]->n_inputs > 1 ? "s" : "");
         for (const dlt_key_spec *k = all[i]->keys; k && k->name; k++)
             fprintf(f, "      %-16s %-7s %-14s %s\n", k->name, tname[k->type],
                     k->def ? (*k->def ? k->def : "\"\"") : "(required)", k->help ? k->help : "");

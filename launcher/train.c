@@ -203,14 +203,8 @@ static dlt_status bcast_arena(trainer *t, float *arena, size_t n)
 static dlt_status open_run_dir(trainer *t)
 {
     dlt_config *c = &t->cfg;
-    if (c->run_dir[0]) {
-        snprintf(t->run_dir, sizeof t->run_dir, "%s", c->run_dir);
-    } else {
-        char stamp[32];
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(t->run_dir, sizeof t->run_dir, "runs/%s-%s", c->name, stamp);
-    }
+    /* the loader fills the default runs/<name>-<time>; only rank 0 writes */
+    snprintf(t->run_dir, sizeof t->run_dir, "%s", c->run_dir);
     if (t->rank != 0) return DLT_OK;
     DLT_CHECK(dlt_mkdirs(t->run_dir));
     char path[DLT_PATH_LEN + 32];
@@ -320,8 +314,9 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     dlt_status st = dlt_optim_step(&t->opt, w, g, grad_norm);
     if (st == DLT_ERR_NUMERIC) {
         char msg[256];
-        snprintf(msg, sizeof msg, "step %lld: gradient norm is %g (loss on rank %d: %g); lower optimizer.lr or set optimizer.clip_norm",
-                 (long long)step, *grad_norm, t->rank, win->loss);
+        snprintf(msg, sizeof msg, "step %lld: the gradients are not finite (norm %s, this rank's loss sum %s); "
+                 "check the data or lower optimizer.lr / set optimizer.clip_norm",
+                 (long long)step, isnan(*grad_norm) ? "nan" : "inf", isfinite(win->loss) ? "finite" : "not finite");
         die(t, msg);
     }
     STEP_CHECK(t, st);

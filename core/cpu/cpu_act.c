@@ -22,7 +22,7 @@
 /* y(n) = f(x(n)); y may alias x. */
 dlt_status dlt_cpu_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *x, float *y)
 {
-    const int par = n > DLT_CPU_PAR_MIN;
+    const int par = dlt_cpu_par(n);
     switch (act) {
     case DLT_ACT_RELU:
 #pragma omp parallel for simd if (par) schedule(static)
@@ -49,7 +49,7 @@ dlt_status dlt_cpu_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *
 dlt_status dlt_cpu_act_bwd(dlt_backend *be, dlt_act act, size_t n, const float *x,
                            const float *y, const float *dy, float *dx)
 {
-    const int par = n > DLT_CPU_PAR_MIN;
+    const int par = dlt_cpu_par(n);
     const float *restrict xs = x, *restrict ys = y, *restrict ds = dy;
     float *restrict o = dx;
     switch (act) {
@@ -90,7 +90,7 @@ dlt_status dlt_cpu_dropout_fwd(dlt_backend *be, size_t n, float p, uint64_t key,
     if (!(p >= 0.0f && p <= 1.0f))
         return DLT_ERR(DLT_ERR_INVALID, "dropout_fwd: p = %g is not in [0, 1]", (double)p);
     const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-#pragma omp parallel for if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par(n)) schedule(static)
     for (size_t i = 0; i < n; i++) {
         const float m = dlt_rand_u01(key, first + i) >= p ? keep_scale : 0.0f;
         mask[i] = m;

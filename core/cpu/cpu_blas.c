@@ -24,7 +24,7 @@
 /* x(n) = v */
 dlt_status dlt_cpu_fill(dlt_backend *be, float *x, size_t n, float v)
 {
-#pragma omp parallel for simd if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (dlt_cpu_par(n)) schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = v;
     return DLT_OK;
 }
@@ -69,7 +69,7 @@ dlt_status dlt_cpu_axpy(dlt_backend *be, size_t n, float alpha, const float *x, 
 {
     const float *restrict xs = x;
     float *restrict ys = y;
-#pragma omp parallel for simd if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (dlt_cpu_par(n)) schedule(static)
     for (size_t i = 0; i < n; i++) ys[i] += alpha * xs[i];
     return DLT_OK;
 }
@@ -77,7 +77,7 @@ dlt_status dlt_cpu_axpy(dlt_backend *be, size_t n, float alpha, const float *x, 
 /* x(n) *= alpha */
 dlt_status dlt_cpu_scale(dlt_backend *be, size_t n, float alpha, float *x)
 {
-#pragma omp parallel for simd if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (dlt_cpu_par(n)) schedule(static)
     for (size_t i = 0; i < n; i++) x[i] *= alpha;
     return DLT_OK;
 }
@@ -105,7 +105,7 @@ dlt_status dlt_cpu_sumsq(dlt_backend *be, size_t n, const float *x, double *out_
     double stackbuf[64];
     double *part = nb <= 64 ? stackbuf : malloc(nb * sizeof *part);
     if (!part) return DLT_ERR(DLT_ERR_NOMEM, "sumsq: out of memory for %zu partial sums", nb);
-#pragma omp parallel for if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par(n)) schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t lo = b * SUMSQ_BLOCK, len = n - lo < SUMSQ_BLOCK ? n - lo : SUMSQ_BLOCK;
         part[b] = block_sumsq(x + lo, len);
@@ -122,7 +122,7 @@ dlt_status dlt_cpu_bias_add(dlt_backend *be, int n, int c, int hw, const float *
 {
     if (n < 0 || c < 0 || hw < 0) return DLT_ERR(DLT_ERR_INVALID, "bias_add: negative size");
     const long rows = (long)n * c;
-#pragma omp parallel for if (rows * hw > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par(rows * hw)) schedule(static)
     for (long r = 0; r < rows; r++) {
         float *restrict yr = y + (size_t)r * hw;
         const float bv = b[r % c];
@@ -136,7 +136,7 @@ dlt_status dlt_cpu_bias_add(dlt_backend *be, int n, int c, int hw, const float *
 dlt_status dlt_cpu_bias_grad(dlt_backend *be, int n, int c, int hw, const float *dy, float *db)
 {
     if (n < 0 || c < 0 || hw < 0) return DLT_ERR(DLT_ERR_INVALID, "bias_grad: negative size");
-#pragma omp parallel for if ((long)n * c * hw > DLT_CPU_PAR_MIN && c > 1) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * c * hw) && c > 1) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         double acc = 0.0;
         for (int s = 0; s < n; s++) {
@@ -154,7 +154,7 @@ dlt_status dlt_cpu_bias_grad(dlt_backend *be, int n, int c, int hw, const float 
 /* y(n) = a(n) + b(n); y may alias a or b (elementwise, same index). */
 dlt_status dlt_cpu_add(dlt_backend *be, size_t n, const float *a, const float *b, float *y)
 {
-#pragma omp parallel for simd if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (dlt_cpu_par(n)) schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
     return DLT_OK;
 }
@@ -165,7 +165,7 @@ dlt_status dlt_cpu_mul_acc(dlt_backend *be, size_t n, const float *dy, const flo
 {
     const float *restrict d = dy, *restrict m = mask;
     float *restrict o = dx;
-#pragma omp parallel for simd if (n > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (dlt_cpu_par(n)) schedule(static)
     for (size_t i = 0; i < n; i++) o[i] += d[i] * m[i];
     return DLT_OK;
 }

@@ -1,28 +1,31 @@
-/* CPU 2-D convolution: batched im2col / col2im around one large sgemm.
+/* CPU 2-D convolution: im2col / col2im around sgemm, a few samples at a time.
  *
  * A convolution is a matrix product once the input patches are unrolled:
  * with P = oh*ow output pixels and CRS = c*r*s weights per filter,
- *   forward      Y   (K, nb*P)   = W (K, CRS)   x col (CRS, nb*P)
- *   bwd data     dcol (CRS, nb*P) = W^T          x dY  (K, nb*P)   -> col2im
- *   bwd filter   dW  (K, CRS)   += dY (K, nb*P) x col^T
- * where col holds the patches of nb samples side by side. Unrolling several
- * samples into one matrix, rather than one small gemm per sample, gives
- * OpenBLAS a long n (or k) dimension to block and thread over; for small
- * layers (LeNet: K = 16..32, P = 100..800) a per-sample gemm is too small to
- * run near peak. The price is that the gemm's (K, nb, P) result order differs
- * from NCHW's (nb, K, P), so Y is scattered (and dY gathered) through a
- * second workspace buffer: a cheap copy of one activation-sized block.
+ *   forward      Y    (K, nb*P)   = W (K, CRS)   x col (CRS, nb*P)
+ *   bwd data     dcol (CRS, nb*P) = W^T          x dY  (K, nb*P)  -> col2im
+ *   bwd filter   dW   (K, CRS)   += dY (K, nb*P) x col^T
+ * where col holds the patches of a chunk of nb samples side by side.
  *
- * nb is chosen so that col stays within COL_BUDGET bytes: large enough for
- * an efficient gemm, small enough to stay mostly in the last-level cache
- * between im2col and gemm, and bounded for big images where a whole batch's
- * patches would need gigabytes. The workspace size depends only on the
- * geometry (with g->n the largest batch), and a call with a smaller n uses a
- * smaller or equal nb, so the planned workspace always suffices.
+ * Chunk size: OpenBLAS needs a gemm n (or k) dimension of a few hundred to
+ * run near peak, and one sample's P can be small (LeNet conv2: 196, ResNet's
+ * last stage: 49), so nb = ceil(GEMM_MIN_COLS / P) samples are unrolled
+ * together. Larger chunks measured slower, not faster: col then no longer
+ * stays in L2 between im2col and the gemm (LeNet conv1: 0.36 ms per batch of
+ * 64 at nb = 1..3, 0.53 ms at nb = 6). COL_BUDGET caps col for large images.
+ * With nb > 1 the gemm's (K, nb, P) result order differs from NCHW's
+ * (nb, K, P), so Y is scattered (and dY gathered) through a second
+ * workspace buffer, a cheap copy; with nb == 1 the gemm reads and writes the
+ * tensors in place. The workspace size depends only on the geometry (g->n
+ * the largest batch); a call with a smaller n uses a smaller or equal nb.
  *
- * Threading: the gemm threads itself (OpenBLAS); im2col/col2im are
- * parallelised with OpenMP over weight rows / input channels, which write
- * disjoint memory, so results do not depend on the thread count. */
+ * im2col/col2im dominate the non-gemm time on small images (rows of 10..28
+ * floats), so they copy whole zero-padded planes once and then move short
+ * rows with explicit vector blocks and no bounds tests (see copy_row).
+ *
+ * Threading: the gemm threads itself (OpenBLAS); im2col/col2im may use
+ * OpenMP over (sample, channel) planes, which write disjoint memory, so
+ * results never depend on the thread count (cpu_ops.h). */
 #include <cblas.h>
 #include <stddef.h>
 #include <string.h>
@@ -31,10 +34,16 @@
 #include "core/cpu/cpu_ops.h"
 #include "core/status.h"
 
-/* Upper bound on the bytes of the unrolled patch matrix of one chunk. */
-#ifndef COL_BUDGET
-#define COL_BUDGET ((size_t)4 << 20)
+/* GCC would turn the short row copies below back into memmove calls, which
+ * cost more than the copy for a 14-float row. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
 #endif
+
+/* Target gemm width (columns of col) of a chunk, and the cap on the bytes of
+ * one chunk's col. */
+#define GEMM_MIN_COLS 512
+#define COL_BUDGET ((size_t)8 << 20)
 
 static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
 {
@@ -57,88 +66,160 @@ static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
 /* Samples per chunk for a batch of n (>= 1 when n >= 1). */
 static int chunk_samples(const dlt_conv_geom *g, int n)
 {
-    size_t per = (size_t)g->c * g->r * g->s * g->oh * g->ow * sizeof(float);
-    size_t nb = per ? COL_BUDGET / per : (size_t)n;
+    const size_t P = (size_t)g->oh * g->ow;
+    const size_t per = (size_t)g->c * g->r * g->s * P * sizeof(float);
+    size_t nb = (GEMM_MIN_COLS + P - 1) / P;
+    if (nb * per > COL_BUDGET) nb = COL_BUDGET / per;
     if (nb < 1) nb = 1;
     if (nb > (size_t)n) nb = (size_t)n;
     return (int)nb;
 }
 
-/* Range [*lo, *hi) of output columns ow whose input column
- * ow*stride - pad + off lies in [0, w). */
-static void valid_range(int off, int w, int stride, int ow, int *lo, int *hi)
+/* Unaligned 8- and 4-float vectors (GCC/Clang vector extension; plain SSE/
+ * AVX/NEON moves, no intrinsics), may_alias because they access float
+ * arrays. Patch rows of small images are short (LeNet: 10..28 floats):
+ * compiler-vectorised loops of unknown length spend most of their time in
+ * scalar tails and loop set-up there, so the row helpers below move explicit
+ * vector blocks instead. */
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
+/* d(n) = s(n); the last 8-block may overlap the previous one (rewriting a
+ * few floats with the same values). */
+static inline void copy_row(float *restrict d, const float *restrict s, int n)
 {
-    int a = off < 0 ? (-off + stride - 1) / stride : 0;
-    int b = w - 1 - off < 0 ? 0 : (w - 1 - off) / stride + 1;
-    if (b > ow) b = ow;
-    if (a > b) a = b;
-    *lo = a;
-    *hi = b;
+    int o = 0;
+    for (; o + 8 <= n; o += 8) *(v8f *)(d + o) = *(const v8f *)(s + o);
+    if (o == n) return;
+    if (n >= 8) {
+        *(v8f *)(d + n - 8) = *(const v8f *)(s + n - 8);
+        return;
+    }
+    if (o + 4 <= n) {
+        *(v4f *)(d + o) = *(const v4f *)(s + o);
+        o += 4;
+    }
+    for (; o < n; o++) d[o] = s[o];
 }
 
-/* col (c*r*s, nb*P) = patches of x (nb, c, h, w). Zero where the window
- * reads padding. */
-static void im2col(const dlt_conv_geom *g, int nb, const float *x, float *col)
+/* d(n) += s(n). For n >= 8 the last block may overlap the one before: both
+ * are computed from d's old values before either is stored, so the overlap
+ * gets s added once. */
+static inline void add_row(float *restrict d, const float *restrict s, int n)
+{
+    if (n >= 8) {
+        int o = 0;
+        for (; o + 16 <= n; o += 8) *(v8f *)(d + o) += *(const v8f *)(s + o);
+        const v8f a = *(const v8f *)(d + o) + *(const v8f *)(s + o);
+        const v8f b = *(const v8f *)(d + n - 8) + *(const v8f *)(s + n - 8);
+        *(v8f *)(d + o) = a;
+        *(v8f *)(d + n - 8) = b;
+        return;
+    }
+    int o = 0;
+    if (n >= 4) {
+        *(v4f *)d += *(const v4f *)s;
+        o = 4;
+    }
+    for (; o < n; o++) d[o] += s[o];
+}
+
+/* Floats of the zero-padded copies of a chunk's input planes (0 without
+ * padding, when im2col reads x directly). */
+static size_t pad_floats(const dlt_conv_geom *g, int nb)
+{
+    if (g->pad == 0) return 0;
+    return (size_t)nb * g->c * (size_t)(g->h + 2 * g->pad) * (size_t)(g->w + 2 * g->pad);
+}
+
+/* dst (h + 2 pad, w + 2 pad) = src (h, w) surrounded by zeros. */
+static void pad_plane(const float *restrict src, int h, int w, int pad, float *restrict dst)
+{
+    const int wp = w + 2 * pad;
+    memset(dst, 0, (size_t)pad * wp * sizeof *dst);
+    for (int i = 0; i < h; i++) {
+        float *restrict d = dst + (size_t)(i + pad) * wp;
+        for (int o = 0; o < pad; o++) d[o] = 0.0f;
+        copy_row(d + pad, src + (size_t)i * w, w);
+        for (int o = pad + w; o < wp; o++) d[o] = 0.0f;
+    }
+    memset(dst + (size_t)(h + pad) * wp, 0, (size_t)pad * wp * sizeof *dst);
+}
+
+/* col (c*r*s, nb*P) = patches of x (nb, c, h, w). With padding, each input
+ * plane is first copied into a zero-bordered plane of pbuf, so that every
+ * patch row is a branch-free copy of ow floats (small images have short
+ * rows, where per-element bounds tests used to cost as much as the gemm).
+ * Parallel over (sample, channel) planes, which fill disjoint parts of col. */
+static void im2col(const dlt_conv_geom *g, int nb, const float *x, float *col, float *pbuf)
 {
     const int C = g->c, H = g->h, W = g->w, R = g->r, S = g->s, st = g->stride, pad = g->pad;
-    const int OH = g->oh, OW = g->ow;
+    const int OH = g->oh, OW = g->ow, Wp = W + 2 * pad, Hp = H + 2 * pad;
     const size_t P = (size_t)OH * OW, ld = (size_t)nb * P;
-    const int rows = C * R * S;
-#pragma omp parallel for if ((size_t)rows * ld > 4 * DLT_CPU_PAR_MIN) schedule(static)
-    for (int row = 0; row < rows; row++) {
-        const int ci = row / (R * S), ri = (row / S) % R, si = row % S;
-        int lo, hi;
-        valid_range(si - pad, W, st, OW, &lo, &hi);
-        for (int j = 0; j < nb; j++) {
-            const float *xc = x + ((size_t)j * C + ci) * H * W;
-            float *dst = col + row * ld + j * P;
-            for (int oh = 0; oh < OH; oh++, dst += OW) {
-                const int ih = oh * st - pad + ri;
-                if (ih < 0 || ih >= H) {
-                    memset(dst, 0, (size_t)OW * sizeof *dst);
-                    continue;
-                }
-                const float *src = xc + (size_t)ih * W + (si - pad);
-                for (int o = 0; o < lo; o++) dst[o] = 0.0f;
-                if (st == 1)
-                    for (int o = lo; o < hi; o++) dst[o] = src[o];
-                else
-                    for (int o = lo; o < hi; o++) dst[o] = src[(ptrdiff_t)o * st];
-                for (int o = hi; o < OW; o++) dst[o] = 0.0f;
-            }
+    const int planes = nb * C;
+#pragma omp parallel for if (dlt_cpu_par((size_t)C * R * S * ld) && planes > 1) \
+    schedule(static)
+    for (int q = 0; q < planes; q++) {
+        const int j = q / C, ci = q % C;
+        const float *plane = x + (size_t)q * H * W;
+        if (pad > 0) {
+            float *pp = pbuf + (size_t)q * Hp * Wp;
+            pad_plane(plane, H, W, pad, pp);
+            plane = pp;
         }
+        for (int ri = 0; ri < R; ri++)
+            for (int si = 0; si < S; si++) {
+                float *restrict dst = col + (size_t)((ci * R + ri) * S + si) * ld + j * P;
+                const float *src = plane + (size_t)ri * Wp + si;
+                for (int oh = 0; oh < OH; oh++, dst += OW) {
+                    const float *restrict s = src + (size_t)oh * st * Wp;
+                    if (st == 1)
+                        copy_row(dst, s, OW);
+                    else
+                        for (int o = 0; o < OW; o++) dst[o] = s[(size_t)o * st];
+                }
+            }
     }
 }
 
 /* dx (nb, c, h, w) += the patches in col (c*r*s, nb*P) summed back onto the
- * input positions they were read from. Parallel over input channels: all
- * rows of one channel write only that channel's part of dx. */
-static void col2im_add(const dlt_conv_geom *g, int nb, const float *col, float *dx)
+ * input positions they were read from. With padding the sums go to a zeroed
+ * padded plane of pbuf whose interior is then added to dx, so again no
+ * bounds tests. Parallel over (sample, channel) planes: each plane is
+ * written by one thread in one fixed order. */
+static void col2im_add(const dlt_conv_geom *g, int nb, const float *col, float *dx,
+                       float *pbuf)
 {
     const int C = g->c, H = g->h, W = g->w, R = g->r, S = g->s, st = g->stride, pad = g->pad;
-    const int OH = g->oh, OW = g->ow;
+    const int OH = g->oh, OW = g->ow, Wp = W + 2 * pad, Hp = H + 2 * pad;
     const size_t P = (size_t)OH * OW, ld = (size_t)nb * P;
-#pragma omp parallel for if ((size_t)C * R * S * ld > 4 * DLT_CPU_PAR_MIN && C > 1) \
+    const int planes = nb * C;
+#pragma omp parallel for if (dlt_cpu_par((size_t)C * R * S * ld) && planes > 1) \
     schedule(static)
-    for (int ci = 0; ci < C; ci++) {
-        for (int ri = 0; ri < R; ri++) {
+    for (int q = 0; q < planes; q++) {
+        const int j = q / C, ci = q % C;
+        float *acc = dx + (size_t)q * H * W;
+        if (pad > 0) {
+            acc = pbuf + (size_t)q * Hp * Wp;
+            memset(acc, 0, (size_t)Hp * Wp * sizeof *acc);
+        }
+        for (int ri = 0; ri < R; ri++)
             for (int si = 0; si < S; si++) {
-                const int row = (ci * R + ri) * S + si;
-                int lo, hi;
-                valid_range(si - pad, W, st, OW, &lo, &hi);
-                for (int j = 0; j < nb; j++) {
-                    float *xc = dx + ((size_t)j * C + ci) * H * W;
-                    const float *src = col + row * ld + j * P;
-                    for (int oh = 0; oh < OH; oh++, src += OW) {
-                        const int ih = oh * st - pad + ri;
-                        if (ih < 0 || ih >= H) continue;
-                        float *dst = xc + (size_t)ih * W + (si - pad);
-                        if (st == 1)
-                            for (int o = lo; o < hi; o++) dst[o] += src[o];
-                        else
-                            for (int o = lo; o < hi; o++) dst[(ptrdiff_t)o * st] += src[o];
-                    }
+                const float *restrict src = col + (size_t)((ci * R + ri) * S + si) * ld + j * P;
+                float *dst = acc + (size_t)ri * Wp + si;
+                for (int oh = 0; oh < OH; oh++, src += OW) {
+                    float *restrict d = dst + (size_t)oh * st * Wp;
+                    if (st == 1)
+                        add_row(d, src, OW);
+                    else
+                        for (int o = 0; o < OW; o++) d[(size_t)o * st] += src[o];
                 }
+            }
+        if (pad > 0) {
+            float *restrict out = dx + (size_t)q * H * W;
+            for (int i = 0; i < H; i++) {
+                const float *restrict a = acc + (size_t)(i + pad) * Wp + pad;
+                add_row(out + (size_t)i * W, a, W);
             }
         }
     }
@@ -168,7 +249,7 @@ size_t dlt_cpu_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g)
     if (check_geom(g, "conv2d_workspace") != DLT_OK) return 0;
     const int nb = chunk_samples(g, g->n);
     const size_t P = (size_t)g->oh * g->ow, crs = (size_t)g->c * g->r * g->s;
-    return (size_t)nb * P * (crs + (size_t)g->k) * sizeof(float);
+    return ((size_t)nb * P * (crs + (size_t)g->k) + pad_floats(g, nb)) * sizeof(float);
 }
 
 /* y (n, k, oh, ow) = conv(x (n, c, h, w), w (k, c, r, s)); ws from
@@ -181,11 +262,11 @@ dlt_status dlt_cpu_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const flo
     if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_fwd: NULL workspace");
     const int K = g->k, crs = g->c * g->r * g->s, nb = chunk_samples(g, g->n);
     const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
-    float *col = ws, *tmp = col + (size_t)nb * P * crs;
+    float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
         const int m = g->n - n0 < nb ? g->n - n0 : nb;
         const int ncol = (int)(m * P);
-        im2col(g, m, x + n0 * in, col);
+        im2col(g, m, x + n0 * in, col, pbuf);
         /* One sample's (K, P) result already is NCHW: write it in place. */
         float *dst = m == 1 ? y + n0 * out : tmp;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, ncol, crs, 1.0f, w, crs, col,
@@ -204,7 +285,7 @@ dlt_status dlt_cpu_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, cons
     if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_bwd_data: NULL workspace");
     const int K = g->k, crs = g->c * g->r * g->s, nb = chunk_samples(g, g->n);
     const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
-    float *col = ws, *tmp = col + (size_t)nb * P * crs;
+    float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
         const int m = g->n - n0 < nb ? g->n - n0 : nb;
         const int ncol = (int)(m * P);
@@ -215,7 +296,7 @@ dlt_status dlt_cpu_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, cons
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, crs, ncol, K, 1.0f, w, crs, src,
                     ncol, 0.0f, col, ncol);
-        col2im_add(g, m, col, dx + n0 * in);
+        col2im_add(g, m, col, dx + n0 * in, pbuf);
     }
     return DLT_OK;
 }
@@ -229,11 +310,11 @@ dlt_status dlt_cpu_conv2d_bwd_filter(dlt_backend *be, const dlt_conv_geom *g, co
     if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_bwd_filter: NULL workspace");
     const int K = g->k, crs = g->c * g->r * g->s, nb = chunk_samples(g, g->n);
     const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
-    float *col = ws, *tmp = col + (size_t)nb * P * crs;
+    float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
         const int m = g->n - n0 < nb ? g->n - n0 : nb;
         const int ncol = (int)(m * P);
-        im2col(g, m, x + n0 * in, col);
+        im2col(g, m, x + n0 * in, col, pbuf);
         const float *src = dy + n0 * out;
         if (m > 1) {
             gather(m, K, P, src, tmp);

@@ -34,7 +34,7 @@ dlt_status dlt_cpu_softmax_xent_fwd(dlt_backend *be, int n, int k, const float *
                                     float *correct)
 {
     DLT_CHECK(check_labels(n, k, labels, "softmax_xent_fwd"));
-#pragma omp parallel for if ((long)n * k > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * k)) schedule(static)
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * k;
         float *p = probs + (size_t)i * k;
@@ -61,7 +61,7 @@ dlt_status dlt_cpu_softmax_xent_bwd(dlt_backend *be, int n, int k, const float *
                                     const int32_t *labels, float scale, float *dlogits)
 {
     DLT_CHECK(check_labels(n, k, labels, "softmax_xent_bwd"));
-#pragma omp parallel for if ((long)n * k > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * k)) schedule(static)
     for (int i = 0; i < n; i++) {
         const float *restrict p = probs + (size_t)i * k;
         float *restrict d = dlogits + (size_t)i * k;
@@ -76,7 +76,7 @@ dlt_status dlt_cpu_mse_fwd(dlt_backend *be, int n, int k, const float *y, const 
                            float *loss)
 {
     if (n < 0 || k <= 0) return DLT_ERR(DLT_ERR_SHAPE, "mse_fwd: bad sizes n=%d k=%d", n, k);
-#pragma omp parallel for if ((long)n * k > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * k)) schedule(static)
     for (int i = 0; i < n; i++) {
         const float *restrict yi = y + (size_t)i * k, *restrict ti = t + (size_t)i * k;
         double s = 0.0;
@@ -99,7 +99,7 @@ dlt_status dlt_cpu_mse_bwd(dlt_backend *be, int n, int k, const float *y, const 
     const float c = scale * 2.0f / (float)k;
     const float *restrict ys = y, *restrict ts = t;
     float *restrict o = dy;
-#pragma omp parallel for simd if (total > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (dlt_cpu_par(total)) schedule(static)
     for (size_t i = 0; i < total; i++) o[i] += c * (ys[i] - ts[i]);
     return DLT_OK;
 }

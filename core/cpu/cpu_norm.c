@@ -68,7 +68,7 @@ dlt_status dlt_cpu_bnorm_fwd_train(dlt_backend *be, int n, int c, int hw, float 
                        "bnorm_fwd_train: expected more than 1 value per channel when training "
                        "(n=%d, hw=%d)",
                        n, hw);
-#pragma omp parallel for if ((long)n * c * hw > DLT_CPU_PAR_MIN && c > 1) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * c * hw) && c > 1) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const double mean = channel_mean(x, n, c, hw, ch);
         const float meanf = (float)mean;
@@ -104,7 +104,7 @@ dlt_status dlt_cpu_bnorm_fwd_eval(dlt_backend *be, int n, int c, int hw, float e
                                   const float *run_mean, const float *run_var, float *y)
 {
     DLT_CHECK(check_sizes(n, c, hw, "bnorm_fwd_eval"));
-#pragma omp parallel for if ((long)n * c * hw > DLT_CPU_PAR_MIN && c > 1) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * c * hw) && c > 1) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float invstd = (float)(1.0 / sqrt((double)run_var[ch] + (double)eps));
         const float gm = gamma ? gamma[ch] : 1.0f, bt = beta ? beta[ch] : 0.0f;
@@ -126,7 +126,7 @@ dlt_status dlt_cpu_bnorm_bwd(dlt_backend *be, int n, int c, int hw, const float 
     DLT_CHECK(check_sizes(n, c, hw, "bnorm_bwd"));
     if (n == 0) return DLT_OK;
     const double M = (double)n * hw;
-#pragma omp parallel for if ((long)n * c * hw > DLT_CPU_PAR_MIN && c > 1) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par((long)n * c * hw) && c > 1) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float mean = save_mean[ch], invstd = save_invstd[ch];
         double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy (x - mean) */

@@ -5,21 +5,35 @@
  * repeated here. cpu_backend.c puts them in the table; nothing outside
  * core/cpu/ includes this header, everything else goes through the table.
  *
- * Threading: OpenBLAS runs its own thread pool inside gemm, so OpenMP is used
- * only outside BLAS calls and only when a loop is large enough
- * (DLT_CPU_PAR_MIN elements) to pay for waking threads: under mpirun each
- * rank usually has a single core and small loops must stay serial. */
+ * Threading: OpenBLAS (the pthreads build) runs its own thread pool inside
+ * gemm, and OpenMP has another. Both pools spin for a while after their
+ * work before they sleep, so when both have several threads each steals the
+ * cores the other one is computing on: measured on 2 cores, a convolution
+ * ran 10x slower with OMP_NUM_THREADS=2 and OPENBLAS_NUM_THREADS=2 than with
+ * either at 1. So the ops here use OpenMP only when OpenBLAS is
+ * single-threaded (the usual case under mpirun: one core per rank) and the
+ * loop is large enough (DLT_CPU_PAR_MIN elements) to pay for waking threads;
+ * with a multi-threaded OpenBLAS the elementwise loops run serially and the
+ * gemms get all cores. */
 #ifndef DLT_CPU_OPS_H
 #define DLT_CPU_OPS_H
 
+#include <cblas.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/backend.h"
 
 /* Element count above which elementwise, pooling and normalisation loops
- * use OpenMP. */
+ * may use OpenMP. */
 #define DLT_CPU_PAR_MIN 32768
+
+/* 1 if a loop over `work` elements should run on OpenMP threads (see the
+ * threading note above). */
+static inline int dlt_cpu_par(size_t work)
+{
+    return work > DLT_CPU_PAR_MIN && openblas_get_num_threads() <= 1;
+}
 
 /* ---- memory (cpu_backend.c) ---- */
 dlt_status dlt_cpu_alloc(dlt_backend *be, size_t bytes, void **ptr);

@@ -68,7 +68,7 @@ dlt_status dlt_cpu_pool2d_fwd(dlt_backend *be, dlt_pool_mode mode, const dlt_con
     const int H = g->h, W = g->w, OH = g->oh, OW = g->ow;
     const long planes = (long)g->n * g->c;
     const float div = (float)(g->r * g->s);
-#pragma omp parallel for if (planes * H * W > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par(planes * H * W)) schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + (size_t)p * H * W;
         float *yp = y + (size_t)p * OH * OW;
@@ -104,7 +104,7 @@ dlt_status dlt_cpu_pool2d_bwd(dlt_backend *be, dlt_pool_mode mode, const dlt_con
     const int H = g->h, W = g->w, OH = g->oh, OW = g->ow;
     const long planes = (long)g->n * g->c;
     const float div = (float)(g->r * g->s);
-#pragma omp parallel for if (planes * H * W > DLT_CPU_PAR_MIN) schedule(static)
+#pragma omp parallel for if (dlt_cpu_par(planes * H * W)) schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + (size_t)p * H * W;
         const float *dyp = dy + (size_t)p * OH * OW;

@@ -118,13 +118,22 @@ static dlt_status cuda_sync(dlt_backend *be)
 
 /* ---- gemm ---- */
 
+static int imax1(int a) { return a > 1 ? a : 1; }
+
 /* Contract: backend.h gemm (row-major), through cublasSgemm; see the file
  * comment for the operand swap. */
 dlt_status dlt_cuda_gemm(dlt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                          const float *a, int lda, const float *b, int ldb, float beta, float *c,
                          int ldc)
 {
-    if (m < 0 || n < 0 || k < 0) return DLT_ERR(DLT_ERR_INVALID, "gemm: negative size");
+    if (m < 0 || n < 0 || k < 0)
+        return DLT_ERR(DLT_ERR_INVALID, "gemm: negative size m=%d n=%d k=%d", m, n, k);
+    /* the CPU backend's checks, so both reject the same calls */
+    if (lda < imax1(ta ? m : k) || ldb < imax1(tb ? k : n) || ldc < imax1(n))
+        return DLT_ERR(DLT_ERR_INVALID,
+                       "gemm: leading dimension too small (ta=%d tb=%d m=%d n=%d k=%d lda=%d "
+                       "ldb=%d ldc=%d)",
+                       ta, tb, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0) return DLT_OK;
     CUDA_ENTER(be);
     CUBLAS_CHECK(cublasSgemm(dlt_cuda_of(be)->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -141,7 +150,7 @@ static void impl_release(dlt_cuda_impl *impl)
     if (!impl) return;
     cudaSetDevice(impl->device);
     if (impl->stream) cudaStreamSynchronize(impl->stream);
-    dlt_cuda_dnn_free(impl);
+    dlt_cuda_conv_free(impl);
     if (impl->cudnn) cudnnDestroy(impl->cudnn);
     if (impl->cublas) cublasDestroy(impl->cublas);
     if (impl->reduce_partial) cudaFree(impl->reduce_partial);

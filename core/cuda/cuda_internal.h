@@ -2,7 +2,7 @@
  * bin/libdltcuda.so).
  *
  * Host-side code that only calls libraries (backend creation, memory, cuBLAS
- * gemm, cuDNN convolution and batch norm) is plain C compiled by gcc; only
+ * gemm, cuDNN convolution) is plain C compiled by gcc; only
  * the kernels are CUDA C++ (.cu), each file exposing C-linkage host functions
  * dlt_cuda_<op> that launch them. This header is therefore valid C11 and
  * C++17; it declares the private state shared by those files and the error
@@ -33,7 +33,7 @@ extern "C" {
 /* Blocks used by the deterministic two-pass reductions (sumsq). */
 #define DLT_CUDA_REDUCE_BLOCKS 1024
 
-typedef struct dlt_cuda_conv_cache dlt_cuda_conv_cache; /* cuda_dnn.c */
+typedef struct dlt_cuda_conv_cache dlt_cuda_conv_cache; /* cuda_conv.c */
 
 typedef struct {
     int device;                  /* CUDA ordinal */
@@ -98,7 +98,7 @@ int dlt_cuda_device(dlt_backend *be);
 
 /* ---- ops: each implements the backend.h entry of the same name ---- */
 
-/* cuda_backend.c: memory and BLAS through cuBLAS */
+/* cuda_backend.c: gemm through cuBLAS (memory ops are static there) */
 dlt_status dlt_cuda_gemm(dlt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                          const float *a, int lda, const float *b, int ldb, float beta, float *c,
                          int ldc);
@@ -141,7 +141,7 @@ dlt_status dlt_cuda_pool2d_fwd(dlt_backend *be, dlt_pool_mode mode, const dlt_co
 dlt_status dlt_cuda_pool2d_bwd(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,
                                const float *x, const float *y, const float *dy, float *dx);
 
-/* cuda_dnn.c: convolution and batch norm through cuDNN */
+/* cuda_conv.c: convolution through cuDNN */
 size_t dlt_cuda_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g);
 dlt_status dlt_cuda_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const float *x,
                                const float *w, float *y, void *ws);
@@ -149,6 +149,10 @@ dlt_status dlt_cuda_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, con
                                     const float *w, float *dx, void *ws);
 dlt_status dlt_cuda_conv2d_bwd_filter(dlt_backend *be, const dlt_conv_geom *g, const float *x,
                                       const float *dy, float *dw, void *ws);
+/* Releases the convolution cache (called by destroy). */
+void dlt_cuda_conv_free(dlt_cuda_impl *impl);
+
+/* cuda_norm.cu: batch normalisation */
 dlt_status dlt_cuda_bnorm_fwd_train(dlt_backend *be, int n, int c, int hw, float eps,
                                     float momentum, const float *x, const float *gamma,
                                     const float *beta, float *y, float *run_mean, float *run_var,
@@ -159,8 +163,6 @@ dlt_status dlt_cuda_bnorm_fwd_eval(dlt_backend *be, int n, int c, int hw, float 
 dlt_status dlt_cuda_bnorm_bwd(dlt_backend *be, int n, int c, int hw, const float *x,
                               const float *dy, const float *gamma, const float *save_mean,
                               const float *save_invstd, float *dx, float *dgamma, float *dbeta);
-/* Releases the convolution cache (called by destroy). */
-void dlt_cuda_dnn_free(dlt_cuda_impl *impl);
 
 #ifdef __cplusplus
 }

@@ -49,7 +49,13 @@ expect_error corrupt-data "corrupt-00000.h5" "$TMP/base.yaml" "data.train=$TMP/c
 
 expect_error shape-mismatch "images are \[3, 32, 32\].*model.input" "$TMP/base.yaml" "data.train=$TMP/syn3/train-*.h5"
 
-expect_error unknown-layer "model.layers.*dens" "$TMP/base.yaml" model.layers.1.type=dens
+sed 's/type: dense,/type: dens,/' "$TMP/base.yaml" >"$TMP/layer.yaml"
+expect_error unknown-layer "layer.yaml:9: .*'dens'.*did you mean 'dense'" "$TMP/layer.yaml"
+
+expect_error layer-key "model.layers.1.unitz" "$TMP/base.yaml" model.layers.1.unitz=3
+
+expect_error nan-loss "step [0-9]*: the gradients are not finite" "$TMP/base.yaml" data.mean=[0] data.std=[1e-30] \
+    optimizer.lr=100
 
 expect_error missing-config "nope.yaml" "$TMP/nope.yaml"
 

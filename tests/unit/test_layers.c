@@ -145,6 +145,7 @@ static void check_tensor(gc_state *g, float *t, size_t n, const float *ga, float
                       what, i, (double)ga[i], num);
     }
     ck_assert(worst < 2e-2);
+    free(h);
 }
 
 static void grad_check(const gc_case *c)

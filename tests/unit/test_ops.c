@@ -235,13 +235,15 @@ static void ref_conv(const dlt_conv_geom *g, const float *x, const float *w, con
 
 START_TEST(test_conv)
 {
-    /* n c h w k r s stride pad; the last one needs several im2col chunks */
+    /* n c h w k r s stride pad; the last two take several im2col chunks */
     static const int geo[][9] = {
         { 2, 3, 7, 9, 4, 3, 3, 1, 1 },   { 3, 2, 9, 8, 5, 3, 5, 2, 2 },
         { 5, 1, 12, 10, 3, 5, 5, 1, 0 }, { 1, 4, 6, 6, 2, 1, 1, 1, 0 },
-        { 2, 3, 11, 7, 4, 4, 2, 3, 1 },  { 7, 16, 28, 28, 8, 5, 5, 1, 2 },
+        { 2, 3, 11, 7, 4, 4, 2, 3, 1 },  { 2, 2, 5, 3, 3, 3, 3, 1, 1 },
+        { 1, 2, 6, 16, 3, 3, 3, 1, 1 },  { 13, 3, 10, 10, 4, 3, 3, 1, 1 },
+        { 7, 16, 28, 28, 8, 5, 5, 1, 2 },
     };
-    for (int t = 0; t < 6; t++) {
+    for (int t = 0; t < 9; t++) {
         dlt_conv_geom g = { .n = geo[t][0], .c = geo[t][1], .h = geo[t][2], .w = geo[t][3],
                             .k = geo[t][4], .r = geo[t][5], .s = geo[t][6],
                             .stride = geo[t][7], .pad = geo[t][8] };

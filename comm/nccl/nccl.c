@@ -1,0 +1,220 @@
+/* NCCL communicator with bounded waits (see nccl.h). Compiled -fPIC into
+ * bin/libdltcuda.so, next to the CUDA backend whose stream it uses.
+ *
+ * The communicator is created non-blocking (ncclConfig_t.blocking = 0): NCCL
+ * calls then return at once and report progress through
+ * ncclCommGetAsyncError, which is what lets every wait here have a deadline.
+ * A blocking communicator would sit inside ncclCommInitRank or a stream
+ * synchronisation forever if a peer died. After queueing a collective we
+ * poll the stream (cudaStreamQuery) and the communicator's async error in
+ * turn, spinning briefly and then sleeping 50 us between polls so a long
+ * allreduce does not burn a core; on an NCCL error or at the deadline the
+ * communicator is aborted (which also stops its GPU kernels) and the caller
+ * gets DLT_ERR_COMM naming the cause. */
+#include "comm/nccl/nccl.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cuda/cuda_internal.h"
+
+_Static_assert(sizeof(ncclUniqueId) == DLT_NCCL_ID_BYTES, "NCCL unique id size changed");
+
+struct dlt_nccl {
+    ncclComm_t comm;        /* NULL once aborted (ncclCommAbort frees it) */
+    int device;
+    cudaStream_t stream;    /* the CUDA backend's stream */
+    double timeout_s;
+    int nranks, rank;
+};
+
+#define NCCL_CHECK(call)                                                             \
+    do {                                                                             \
+        ncclResult_t nc_e_ = (call);                                                 \
+        if (nc_e_ != ncclSuccess && nc_e_ != ncclInProgress)                         \
+            return dlt_error(DLT_ERR_COMM, __FILE__, __LINE__, "%s failed: %s (%s:%d)", \
+                             #call, ncclGetErrorString(nc_e_), __FILE__, __LINE__);  \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Back-off between polls: yield for the first few, then sleep 50 us. */
+static void poll_pause(int iter)
+{
+    if (iter < 64) {
+        sched_yield();
+        return;
+    }
+    struct timespec ts = { 0, 50000 };
+    nanosleep(&ts, NULL);
+}
+
+/* Aborts c's communicator and records why as DLT_ERR_COMM. */
+static dlt_status fail_abort(struct dlt_nccl *c, const char *what, const char *why)
+{
+    const char *detail = c->comm ? ncclGetLastError(c->comm) : NULL;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", detail ? detail : "");
+    dlt_nccl_abort(c);
+    return DLT_ERR(DLT_ERR_COMM, "NCCL %s (rank %d of %d): %s%s%s; communicator aborted", what,
+                   c->rank, c->nranks, why, msg[0] ? ": " : "", msg);
+}
+
+/* Waits until the communicator has no NCCL call in progress (a non-blocking
+ * init, finalize or enqueue). */
+static dlt_status wait_comm(struct dlt_nccl *c, const char *what, double deadline)
+{
+    for (int iter = 0;; iter++) {
+        ncclResult_t r = ncclSuccess;
+        ncclResult_t q = ncclCommGetAsyncError(c->comm, &r);
+        if (q != ncclSuccess) return fail_abort(c, what, ncclGetErrorString(q));
+        if (r == ncclSuccess) return DLT_OK;
+        if (r != ncclInProgress) return fail_abort(c, what, ncclGetErrorString(r));
+        if (now_s() > deadline) {
+            char why[96];
+            snprintf(why, sizeof why, "timed out after %.0f s (is every rank alive?)",
+                     c->timeout_s);
+            return fail_abort(c, what, why);
+        }
+        poll_pause(iter);
+    }
+}
+
+/* Waits until the stream has drained, watching the communicator for errors. */
+static dlt_status wait_stream(struct dlt_nccl *c, const char *what, double deadline)
+{
+    for (int iter = 0;; iter++) {
+        cudaError_t e = cudaStreamQuery(c->stream);
+        if (e == cudaSuccess) return DLT_OK;
+        if (e != cudaErrorNotReady)
+            return DLT_ERR(DLT_ERR_DEVICE, "NCCL %s: cudaStreamQuery failed: %s", what,
+                           cudaGetErrorString(e));
+        ncclResult_t r = ncclSuccess;
+        ncclCommGetAsyncError(c->comm, &r);
+        if (r != ncclSuccess && r != ncclInProgress)
+            return fail_abort(c, what, ncclGetErrorString(r));
+        if (now_s() > deadline) {
+            char why[96];
+            snprintf(why, sizeof why, "timed out after %.0f s (is every rank alive?)",
+                     c->timeout_s);
+            return fail_abort(c, what, why);
+        }
+        poll_pause(iter);
+    }
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_unique_id(void *id128)
+{
+    if (!id128) return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_unique_id: NULL buffer");
+    ncclUniqueId id;
+    NCCL_CHECK(ncclGetUniqueId(&id));
+    memcpy(id128, &id, sizeof id);
+    return DLT_OK;
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_init(dlt_backend *be, const void *id128, int nranks, int rank,
+                         double timeout_s, dlt_nccl_t *out)
+{
+    if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_init: NULL output pointer");
+    *out = NULL;
+    if (!id128) return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_init: NULL unique id");
+    if (nranks < 1 || rank < 0 || rank >= nranks)
+        return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_init: rank %d of %d is invalid", rank, nranks);
+    if (!(timeout_s > 0))
+        return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_init: timeout must be > 0 s");
+    cudaStream_t stream = dlt_cuda_stream(be);
+    int device = dlt_cuda_device(be);
+    if (!stream || device < 0)
+        return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_init: backend '%s' is not a CUDA backend",
+                       be ? be->name : "(null)");
+
+    struct dlt_nccl *c = calloc(1, sizeof *c);
+    if (!c) return DLT_ERR(DLT_ERR_NOMEM, "dlt_nccl_init: out of memory");
+    c->device = device;
+    c->stream = stream;
+    c->timeout_s = timeout_s;
+    c->nranks = nranks;
+    c->rank = rank;
+
+    cudaError_t ce = cudaSetDevice(device);
+    if (ce != cudaSuccess) {
+        free(c);
+        return DLT_ERR(DLT_ERR_DEVICE, "cudaSetDevice(%d) failed: %s", device,
+                       cudaGetErrorString(ce));
+    }
+    ncclUniqueId id;
+    memcpy(&id, id128, sizeof id);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&c->comm, nranks, id, rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress) {
+        dlt_status st = DLT_ERR(DLT_ERR_COMM, "ncclCommInitRankConfig (rank %d of %d) failed: %s",
+                                rank, nranks, ncclGetErrorString(r));
+        if (c->comm) ncclCommAbort(c->comm);
+        free(c);
+        return st;
+    }
+    dlt_status st = wait_comm(c, "init", now_s() + timeout_s);
+    if (st != DLT_OK) {
+        free(c); /* wait_comm aborted (and so freed) the communicator */
+        return st;
+    }
+    *out = c;
+    return DLT_OK;
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n)
+{
+    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL communicator");
+    if (!c->comm)
+        return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
+    if (n == 0) return DLT_OK;
+    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
+    CUDA_CHECK(cudaSetDevice(c->device));
+    const double deadline = now_s() + c->timeout_s;
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->stream);
+    if (r != ncclSuccess && r != ncclInProgress)
+        return fail_abort(c, "allreduce", ncclGetErrorString(r));
+    DLT_CHECK(wait_comm(c, "allreduce", deadline));
+    return wait_stream(c, "allreduce", deadline);
+}
+
+/* Contract: see nccl.h. */
+void dlt_nccl_abort(dlt_nccl_t c)
+{
+    if (!c || !c->comm) return;
+    cudaSetDevice(c->device);
+    ncclCommAbort(c->comm);
+    c->comm = NULL;
+}
+
+/* Contract: see nccl.h. */
+void dlt_nccl_free(dlt_nccl_t c)
+{
+    if (!c) return;
+    if (c->comm) {
+        cudaSetDevice(c->device);
+        ncclResult_t r = ncclCommFinalize(c->comm);
+        /* wait_comm aborts (and frees) the communicator on error or timeout */
+        if ((r == ncclSuccess || r == ncclInProgress) &&
+            wait_comm(c, "finalize", now_s() + c->timeout_s) == DLT_OK)
+            ncclCommDestroy(c->comm);
+        else
+            dlt_nccl_abort(c);
+        c->comm = NULL;
+    }
+    free(c);
+}
