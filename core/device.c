@@ -11,6 +11,11 @@
  * supported by CUDA anyway. dlopen reference-counts, so opening twice costs
  * nothing and no handle has to be kept in global state.
  *
+ * "auto" first asks the CUDA driver (libcuda.so.1, dlopen'ed) whether it
+ * sees a GPU, and loads the backend library only then: a CPU-only rank never
+ * maps cuBLAS. "cuda" loads the library directly, so that the failure comes
+ * with the CUDA runtime's own explanation (cudaGetDeviceCount).
+ *
  * The library records its errors with dlt_error(). The program exports that
  * symbol (see the Makefile), so the library's calls resolve to the program's
  * copy and messages land in the program's dlt_last_error(); should that ever
@@ -64,6 +69,26 @@ static const char *lib_message(void *h, dlt_status st)
     return dlt_status_str(st);
 }
 
+/* 1 if the CUDA driver is installed and sees at least one GPU. Asked of the
+ * driver library directly (dlopen, never linked) so that "auto" on a machine
+ * without a GPU does not load libdltcuda.so, whose cuBLAS/cuDNN/NCCL cost
+ * ~150 MB of memory and ~0.1 s per process before cudaGetDeviceCount could
+ * say there is nothing to use. The handle is kept: the CUDA runtime loads the
+ * same library, and one that ran cuInit must not be unloaded. */
+static int driver_sees_gpu(void)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return 0;
+    int (*cu_init)(unsigned) = NULL;
+    int (*cu_count)(int *) = NULL;
+    void *s1 = dlsym(h, "cuInit"), *s2 = dlsym(h, "cuDeviceGetCount");
+    memcpy(&cu_init, &s1, sizeof s1);
+    memcpy(&cu_count, &s2, sizeof s2);
+    int n = 0;
+    /* CUDA_SUCCESS is 0; "no device", "stub library" and "no driver" are not */
+    return cu_init && cu_count && cu_init(0) == 0 && cu_count(&n) == 0 && n > 0;
+}
+
 /* Opens the CUDA backend. required = 0 (auto): a missing library, one that
  * does not load, or no visible GPU return DLT_ERR_UNSUPPORTED quietly (no
  * message) so the caller falls back to the CPU. */
@@ -77,6 +102,7 @@ static dlt_status open_cuda(int required, int local_rank, dlt_backend **out)
         return DLT_ERR(DLT_ERR_DEVICE,
                        "device: cuda requested but %s was not built (make CUDA=1)", path);
     }
+    if (!required && !driver_sees_gpu()) return DLT_ERR_UNSUPPORTED;
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         if (!required) return DLT_ERR_UNSUPPORTED;

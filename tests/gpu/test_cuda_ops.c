@@ -171,7 +171,7 @@ static void test_fill_blas(void)
     MUST(G->sumsq(G, big, db, &sg));
     char buf[96];
     snprintf(buf, sizeof buf, "gpu %.17g cpu %.17g", sg, sc);
-    check_true("sumsq (2^20+7, double)", fabs(sg - sc) <= 1e-10 * fabs(sc), buf);
+    check_true("sumsq (2^20+7, double)", fabs(sg - sc) <= 1e-9 * fabs(sc), buf);
     double s2 = 0;
     MUST(G->sumsq(G, big, db, &s2));
     check_true("sumsq is deterministic", s2 == sg, NULL);
@@ -625,9 +625,9 @@ int main(int argc, char **argv)
         printf("test_cuda_ops: FAIL: %s\n", dlt_last_error());
         return 1;
     }
-    char desc[256];
-    printf("test_cuda_ops: %s vs %s\n", dlt_device_describe(G, desc, sizeof desc),
-           dlt_device_describe(C, desc + 128, 128));
+    char gdesc[256], cdesc[64];
+    printf("test_cuda_ops: %s vs %s\n", dlt_device_describe(G, gdesc, sizeof gdesc),
+           dlt_device_describe(C, cdesc, sizeof cdesc));
 
     test_fill_blas();
     test_gemm();
