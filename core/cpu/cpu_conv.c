@@ -12,12 +12,14 @@
  * last stage: 49), so nb = ceil(GEMM_MIN_COLS / P) samples are unrolled
  * together. Larger chunks measured slower, not faster: col then no longer
  * stays in L2 between im2col and the gemm (LeNet conv1: 0.36 ms per batch of
- * 64 at nb = 1..3, 0.53 ms at nb = 6). COL_BUDGET caps col for large images.
+ * 64 at nb = 1..3, 0.53 ms at nb = 6). With several OpenBLAS threads the
+ * target grows (gemm_cols) so that each thread gets enough columns.
+ * COL_BUDGET caps col for large images.
  * With nb > 1 the gemm's (K, nb, P) result order differs from NCHW's
  * (nb, K, P), so Y is scattered (and dY gathered) through a second
  * workspace buffer, a cheap copy; with nb == 1 the gemm reads and writes the
- * tensors in place. The workspace size depends only on the geometry (g->n
- * the largest batch); a call with a smaller n uses a smaller or equal nb.
+ * tensors in place. The workspace is sized for the largest batch (g->n at
+ * planning) and the widest target, so any later call fits.
  *
  * im2col/col2im dominate the non-gemm time on small images (rows of 10..28
  * floats), so they copy whole zero-padded planes once and then move short
@@ -40,9 +42,12 @@
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
 #endif
 
-/* Target gemm width (columns of col) of a chunk, and the cap on the bytes of
- * one chunk's col. */
+/* Target gemm width (columns of col) of a chunk on one thread; with T
+ * OpenBLAS threads WIDE_COLS * min(T, MAX_THREADS) (each thread needs its
+ * own share of columns). COL_BUDGET caps the bytes of one chunk's col. */
 #define GEMM_MIN_COLS 512
+#define WIDE_COLS 1024
+#define MAX_THREADS 4
 #define COL_BUDGET ((size_t)8 << 20)
 
 static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
@@ -63,16 +68,32 @@ static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
     return DLT_OK;
 }
 
-/* Samples per chunk for a batch of n (>= 1 when n >= 1). */
-static int chunk_samples(const dlt_conv_geom *g, int n)
+/* Target chunk width for `threads` OpenBLAS threads (measured: LeNet conv2
+ * at 2 threads ran 84 GF/s with 512 columns, 101 GF/s with 2048). */
+static size_t gemm_cols(int threads)
+{
+    if (threads <= 1) return GEMM_MIN_COLS;
+    return (size_t)WIDE_COLS * (size_t)(threads < MAX_THREADS ? threads : MAX_THREADS);
+}
+
+/* Samples per chunk for a batch of n (>= 1 when n >= 1) and a target
+ * width of `cols` columns. Monotone in n and cols, so the workspace planned
+ * for the largest batch and the widest target always suffices. */
+static int chunk_samples(const dlt_conv_geom *g, int n, size_t cols)
 {
     const size_t P = (size_t)g->oh * g->ow;
     const size_t per = (size_t)g->c * g->r * g->s * P * sizeof(float);
-    size_t nb = (GEMM_MIN_COLS + P - 1) / P;
+    size_t nb = (cols + P - 1) / P;
     if (nb * per > COL_BUDGET) nb = COL_BUDGET / per;
     if (nb < 1) nb = 1;
     if (nb > (size_t)n) nb = (size_t)n;
     return (int)nb;
+}
+
+/* Chunk size for a call now, from the current OpenBLAS thread count. */
+static int call_chunk(const dlt_conv_geom *g)
+{
+    return chunk_samples(g, g->n, gemm_cols(openblas_get_num_threads()));
 }
 
 /* Unaligned 8- and 4-float vectors (GCC/Clang vector extension; plain SSE/
@@ -247,7 +268,7 @@ static void gather(int nb, int K, size_t P, const float *y, float *t)
 size_t dlt_cpu_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g)
 {
     if (check_geom(g, "conv2d_workspace") != DLT_OK) return 0;
-    const int nb = chunk_samples(g, g->n);
+    const int nb = chunk_samples(g, g->n, gemm_cols(MAX_THREADS));
     const size_t P = (size_t)g->oh * g->ow, crs = (size_t)g->c * g->r * g->s;
     return ((size_t)nb * P * (crs + (size_t)g->k) + pad_floats(g, nb)) * sizeof(float);
 }
@@ -260,7 +281,7 @@ dlt_status dlt_cpu_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const flo
     DLT_CHECK(check_geom(g, "conv2d_fwd"));
     if (g->n == 0) return DLT_OK;
     if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_fwd: NULL workspace");
-    const int K = g->k, crs = g->c * g->r * g->s, nb = chunk_samples(g, g->n);
+    const int K = g->k, crs = g->c * g->r * g->s, nb = call_chunk(g);
     const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
     float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
@@ -283,7 +304,7 @@ dlt_status dlt_cpu_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, cons
     DLT_CHECK(check_geom(g, "conv2d_bwd_data"));
     if (g->n == 0) return DLT_OK;
     if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_bwd_data: NULL workspace");
-    const int K = g->k, crs = g->c * g->r * g->s, nb = chunk_samples(g, g->n);
+    const int K = g->k, crs = g->c * g->r * g->s, nb = call_chunk(g);
     const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
     float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
@@ -308,7 +329,7 @@ dlt_status dlt_cpu_conv2d_bwd_filter(dlt_backend *be, const dlt_conv_geom *g, co
     DLT_CHECK(check_geom(g, "conv2d_bwd_filter"));
     if (g->n == 0) return DLT_OK;
     if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_bwd_filter: NULL workspace");
-    const int K = g->k, crs = g->c * g->r * g->s, nb = chunk_samples(g, g->n);
+    const int K = g->k, crs = g->c * g->r * g->s, nb = call_chunk(g);
     const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
     float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
     for (int n0 = 0; n0 < g->n; n0 += nb) {

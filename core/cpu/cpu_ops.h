@@ -6,21 +6,26 @@
  * core/cpu/ includes this header, everything else goes through the table.
  *
  * Threading: OpenBLAS (the pthreads build) runs its own thread pool inside
- * gemm, and OpenMP has another. Both pools spin for a while after their
- * work before they sleep, so when both have several threads each steals the
- * cores the other one is computing on: measured on 2 cores, a convolution
- * ran 10x slower with OMP_NUM_THREADS=2 and OPENBLAS_NUM_THREADS=2 than with
- * either at 1. So the ops here use OpenMP only when OpenBLAS is
- * single-threaded (the usual case under mpirun: one core per rank) and the
- * loop is large enough (DLT_CPU_PAR_MIN elements) to pay for waking threads;
- * with a multi-threaded OpenBLAS the elementwise loops run serially and the
- * gemms get all cores. */
+ * gemm, and OpenMP has another. By default both pools spin for a while after
+ * their work before they sleep, so when both have several threads each
+ * steals the cores the other one is computing on: measured on 2 cores, a
+ * convolution ran 10x slower with OMP_NUM_THREADS=2 and
+ * OPENBLAS_NUM_THREADS=2 than with either at 1. So the ops use OpenMP only
+ * for loops large enough (DLT_CPU_PAR_MIN elements) to pay for waking
+ * threads, and only when that cannot fight OpenBLAS: OpenBLAS is
+ * single-threaded (the usual case under mpirun, one core per rank), or
+ * OMP_WAIT_POLICY=passive makes idle OpenMP threads sleep at once (set it
+ * when a rank owns several cores). Otherwise the loops run serially and the
+ * gemms get all cores. Either way results do not depend on the thread
+ * count: parallel loops write disjoint outputs and reduce in fixed order. */
 #ifndef DLT_CPU_OPS_H
 #define DLT_CPU_OPS_H
 
 #include <cblas.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <strings.h>
 
 #include "core/backend.h"
 
@@ -29,10 +34,14 @@
 #define DLT_CPU_PAR_MIN 32768
 
 /* 1 if a loop over `work` elements should run on OpenMP threads (see the
- * threading note above). */
+ * threading note above). The environment is read only for large loops,
+ * where a getenv is negligible. */
 static inline int dlt_cpu_par(size_t work)
 {
-    return work > DLT_CPU_PAR_MIN && openblas_get_num_threads() <= 1;
+    if (work <= DLT_CPU_PAR_MIN) return 0;
+    if (openblas_get_num_threads() <= 1) return 1;
+    const char *wp = getenv("OMP_WAIT_POLICY");
+    return wp && strcasecmp(wp, "passive") == 0;
 }
 
 /* ---- memory (cpu_backend.c) ---- */
