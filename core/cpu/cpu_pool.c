@@ -122,27 +122,52 @@ static inline ptrdiff_t first_hit(const float *xp, int W, int h0, int h1, int w0
     return -1;
 }
 
+/* dx += dy routed to the first maximum of n consecutive 2x2 windows (taps
+ * at r0/r1 + 2i, forward output m, gradient dy). Windows do not overlap, so
+ * each tap gets dy or 0 by a select. Called with constant n (8 or 1): a
+ * fixed trip count vectorises completely, where a loop over a short row (14
+ * windows for 28x28) would run mostly in its scalar tail. */
+static inline void maxpool_bwd_windows(const float *restrict r0, const float *restrict r1,
+                                       const float *restrict m, const float *restrict dy,
+                                       float *restrict d0, float *restrict d1, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const float a = r0[2 * i], b = r0[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1];
+        const float mi = m[i], g = dy[i];
+        const int ea = hits(a, mi), eb = hits(b, mi) & !ea, ec = hits(c, mi) & !(ea | eb),
+                  ed = hits(d, mi) & !(ea | eb | ec);
+        d0[2 * i] += ea ? g : 0.0f;
+        d0[2 * i + 1] += eb ? g : 0.0f;
+        d1[2 * i] += ec ? g : 0.0f;
+        d1[2 * i + 1] += ed ? g : 0.0f;
+    }
+}
+
 /* dx += dy routed to the first maximum of each 2x2 / stride-2 window of one
- * plane x (h, w) with forward output y and gradient dy (oh, ow). Windows do
- * not overlap, so each of the four taps gets dy or 0 by a select, which
- * vectorises. */
+ * plane x (h, w) with forward output y and gradient dy (oh, ow). */
 static void maxpool_2x2_bwd(const float *xp, int W, int OH, int OW, const float *yp,
                             const float *dyp, float *dxp)
 {
     for (int oh = 0; oh < OH; oh++) {
-        const float *restrict r0 = xp + (size_t)2 * oh * W, *restrict r1 = r0 + W;
-        float *restrict d0 = dxp + (size_t)2 * oh * W, *restrict d1 = d0 + W;
-        const float *restrict yr = yp + (size_t)oh * OW, *restrict dr = dyp + (size_t)oh * OW;
-        for (int ow = 0; ow < OW; ow++) {
-            const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-            const float m = yr[ow], g = dr[ow];
-            const int ea = hits(a, m), eb = hits(b, m) & !ea, ec = hits(c, m) & !(ea | eb),
-                      ed = hits(d, m) & !(ea | eb | ec);
-            d0[2 * ow] += ea ? g : 0.0f;
-            d0[2 * ow + 1] += eb ? g : 0.0f;
-            d1[2 * ow] += ec ? g : 0.0f;
-            d1[2 * ow + 1] += ed ? g : 0.0f;
+        const float *r0 = xp + (size_t)2 * oh * W, *r1 = r0 + W;
+        float *d0 = dxp + (size_t)2 * oh * W, *d1 = d0 + W;
+        const float *yr = yp + (size_t)oh * OW, *dr = dyp + (size_t)oh * OW;
+        int ow = 0;
+        for (; ow + 8 <= OW; ow += 8)
+            maxpool_bwd_windows(r0 + 2 * ow, r1 + 2 * ow, yr + ow, dr + ow, d0 + 2 * ow,
+                                d1 + 2 * ow, 8);
+        if (ow < OW && OW >= 8) {
+            /* Last block overlaps the previous one; its already-done windows
+             * get a zero gradient, which leaves their taps unchanged. */
+            const int o = OW - 8;
+            float g[8];
+            for (int i = 0; i < 8; i++) g[i] = o + i >= ow ? dr[o + i] : 0.0f;
+            maxpool_bwd_windows(r0 + 2 * o, r1 + 2 * o, yr + o, g, d0 + 2 * o, d1 + 2 * o, 8);
+            continue;
         }
+        for (; ow < OW; ow++)
+            maxpool_bwd_windows(r0 + 2 * ow, r1 + 2 * ow, yr + ow, dr + ow, d0 + 2 * ow,
+                                d1 + 2 * ow, 1);
     }
 }
 

@@ -289,9 +289,10 @@ END_TEST
 START_TEST(test_pool)
 {
     /* n c h w r s stride pad */
-    static const int geo[][8] = { { 2, 3, 8, 8, 2, 2, 2, 0 }, { 2, 2, 7, 9, 3, 3, 2, 1 },
-                                  { 1, 3, 10, 6, 3, 2, 1, 1 }, { 64, 16, 28, 28, 2, 2, 2, 0 } };
-    for (int t = 0; t < 4; t++)
+    static const int geo[][8] = { { 2, 3, 8, 8, 2, 2, 2, 0 },  { 2, 2, 7, 9, 3, 3, 2, 1 },
+                                  { 1, 3, 10, 6, 3, 2, 1, 1 }, { 64, 16, 28, 28, 2, 2, 2, 0 },
+                                  { 2, 2, 9, 35, 2, 2, 2, 0 } };
+    for (int t = 0; t < 5; t++)
         for (int mode = 0; mode < 2; mode++) {
             dlt_conv_geom g = { .n = geo[t][0], .c = geo[t][1], .h = geo[t][2], .w = geo[t][3],
                                 .k = geo[t][1], .r = geo[t][4], .s = geo[t][5],
@@ -332,6 +333,17 @@ START_TEST(test_pool)
             expect(dx, dx0, rdx, nx, 1e-6, mode ? "avgpool bwd" : "maxpool bwd");
             free(x), free(dy), free(y), free(dx), free(dx0), free(ry), free(rdx);
         }
+    /* NaN wins the max and takes the gradient, on the 2x2 and the generic path */
+    for (int t = 0; t < 2; t++) {
+        dlt_conv_geom g = { .n = 1, .c = 1, .h = 2 + t, .w = 2 + t, .k = 1, .r = 2 + t,
+                            .s = 2 + t, .stride = 2, .pad = 0 };
+        dlt_conv_geom_finish(&g);
+        float x[9] = { 1, NAN, 3, NAN, 5, 0, 0, 0, 0 }, y = 0, dy = 2, dx[9] = { 0 };
+        ck_assert_int_eq(be->pool2d_fwd(be, DLT_POOL_MAX, &g, x, &y), DLT_OK);
+        ck_assert(isnan(y));
+        ck_assert_int_eq(be->pool2d_bwd(be, DLT_POOL_MAX, &g, x, &y, &dy, dx), DLT_OK);
+        for (int i = 0; i < 9; i++) ck_assert(dx[i] == (i == 1 ? 2.0f : 0.0f));
+    }
 }
 END_TEST
 
