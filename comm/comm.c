@@ -35,6 +35,7 @@ struct dlt_comm {
     MPI_Comm comm;          /* private duplicate of MPI_COMM_WORLD, errors return */
     int rank, size;
     int local_rank;         /* rank among the processes sharing this node's memory */
+    int local_size;         /* number of those processes */
     int owns_mpi;           /* 1 if dlt_comm_init called MPI_Init_thread */
     char host[MPI_MAX_PROCESSOR_NAME + 1];
 };
@@ -111,6 +112,7 @@ dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
                                        &node),
                    st, fail);
     int lr_rc = MPI_Comm_rank(node, &c->local_rank);
+    if (lr_rc == MPI_SUCCESS) lr_rc = MPI_Comm_size(node, &c->local_size);
     MPI_Comm_free(&node);
     MPI_CHECK_GOTO(lr_rc, st, fail);
 
@@ -148,6 +150,7 @@ int dlt_comm_rank(dlt_comm_t c) { return c->rank; }
 int dlt_comm_size(dlt_comm_t c) { return c->size; }
 /* Rank among the processes on this node (used to pick the GPU). */
 int dlt_comm_local_rank(dlt_comm_t c) { return c->local_rank; }
+int dlt_comm_local_size(dlt_comm_t c) { return c->local_size; }
 /* This node's name as MPI reports it. */
 const char *dlt_comm_host(dlt_comm_t c) { return c->host; }
 

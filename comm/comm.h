@@ -22,6 +22,7 @@ void dlt_comm_free(dlt_comm_t c);
 int dlt_comm_rank(dlt_comm_t c);
 int dlt_comm_size(dlt_comm_t c);
 int dlt_comm_local_rank(dlt_comm_t c);
+int dlt_comm_local_size(dlt_comm_t c);   /* ranks on this node */
 const char *dlt_comm_host(dlt_comm_t c);
 
 /* In-place sums over all ranks. */

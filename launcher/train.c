@@ -13,6 +13,7 @@
  * through dlt_comm_abort so no rank waits forever in a collective. Every
  * buffer is allocated before the first step. */
 #include <math.h>
+#include <sched.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,14 +220,28 @@ static dlt_status open_run_dir(trainer *t)
     return DLT_OK;
 }
 
+/* Threads per rank: train.threads, else this process's CPUs shared among the
+ * ranks of the node. OpenMP and OpenBLAS get the same count; more threads
+ * than cores make both libraries spin against each other. */
+static void set_threads(trainer *t)
+{
+    int n = t->cfg.threads;
+    if (n <= 0) {
+        cpu_set_t set;
+        int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        int local = dlt_comm_local_size(t->comm);
+        n = cpus / (local > 0 ? local : 1);
+        if (n < 1) n = 1;
+    }
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
 static dlt_status setup(trainer *t, int argc, char **argv)
 {
     if (argc < 1) return DLT_ERR(DLT_ERR_INVALID, "usage: dltrain train CONFIG [key=value ...]");
     DLT_CHECK(dlt_config_load(argv[0], argv + 1, argc - 1, &t->cfg));
-    if (t->cfg.threads > 0) {
-        omp_set_num_threads(t->cfg.threads);
-        openblas_set_num_threads(t->cfg.threads);
-    }
+    set_threads(t);
     DLT_CHECK(dlt_device_open(t->cfg.device, dlt_comm_local_rank(t->comm), &t->be));
     DLT_CHECK(open_data(t));
     DLT_CHECK(build_model(t));

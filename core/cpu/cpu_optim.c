@@ -131,12 +131,12 @@ static void rmsprop_momentum(const opt_coef *c, size_t n, float *restrict w,
     }
 }
 
-/* Runs k over [0, n), in OPT_CHUNK pieces across threads when n is large
- * enough (DLT_CPU_PAR_MIN) to pay for waking them. */
+/* Runs k over [0, n), in OPT_CHUNK pieces across threads when dlt_cpu_par
+ * says threads pay (large n, and no OpenBLAS threads spinning on the cores). */
 static void run(opt_kernel k, const opt_coef *c, size_t n, float *w, const float *g, float *s1,
                 float *s2)
 {
-    if (n < (size_t)DLT_CPU_PAR_MIN) {
+    if (!dlt_cpu_par(n)) {
         k(c, n, w, g, s1, s2);
         return;
     }

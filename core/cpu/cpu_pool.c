@@ -230,7 +230,7 @@ dlt_status dlt_cpu_pool2d_bwd(dlt_backend *be, dlt_pool_mode mode, const dlt_con
         const float *xp = x + (size_t)p * H * W;
         const float *dyp = dy + (size_t)p * OH * OW;
         float *dxp = dx + (size_t)p * H * W;
-        const float *yp = y + (size_t)p * OH * OW;
+        const float *yp = y ? y + (size_t)p * OH * OW : NULL; /* NULL for avg */
         if (mode == DLT_POOL_MAX && fast2x2) {
             maxpool_2x2_bwd(xp, W, OH, OW, yp, dyp, dxp);
             continue;

@@ -62,3 +62,22 @@ b = [json.loads(l) for l in open(sys.argv[2])]
 assert [r["loss"] for r in a] == [r["loss"] for r in b], "plain and mpirun -np 1 differ"
 print("ok  metrics.jsonl fields, loss falls, plain == mpirun -np 1")
 PY
+
+# Early stopping: a min_delta no epoch can beat stops the run after patience + 1 evaluations.
+"$BIN/dltrain" train "$TMP/mlp.yaml" run_dir="$TMP/early" train.epochs=10 early_stopping.metric=loss \
+    early_stopping.patience=2 early_stopping.min_delta=100 >"$TMP/out" || fail "early stopping run"
+grep -q "^early stopping: eval loss has not improved for 2 epochs" "$TMP/out" || { cat "$TMP/out"; fail "no early stop"; }
+[ "$(json_get "$TMP/early/summary.json" epochs)" = 3 ] || fail "early stopping: expected 3 epochs"
+echo "ok  early stopping after patience"
+
+# MSE on one-hot labels with dropout also trains (the Keras-style regression set-up).
+sed -e 's/softmax_cross_entropy/mse/' -e 's/    - {type: relu}/    - {type: relu}\n    - {type: dropout, rate: 0.2}/' \
+    "$TMP/mlp.yaml" >"$TMP/mse.yaml"
+"$BIN/dltrain" train "$TMP/mse.yaml" run_dir="$TMP/mse" train.epochs=3 >/dev/null || fail "mse run"
+"$PY" - "$TMP/mse/metrics.jsonl" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if '"train"' in l]
+assert "accuracy" not in recs[0], "mse runs report no accuracy"
+assert recs[-1]["loss"] < 0.8 * recs[0]["loss"], ("mse loss must fall", recs[0]["loss"], recs[-1]["loss"])
+print("ok  mse loss falls")
+PY

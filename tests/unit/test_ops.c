@@ -343,6 +343,9 @@ START_TEST(test_pool)
         ck_assert(isnan(y));
         ck_assert_int_eq(be->pool2d_bwd(be, DLT_POOL_MAX, &g, x, &y, &dy, dx), DLT_OK);
         for (int i = 0; i < 9; i++) ck_assert(dx[i] == (i == 1 ? 2.0f : 0.0f));
+        /* average pooling needs no y; max pooling refuses to run without it */
+        ck_assert_int_eq(be->pool2d_bwd(be, DLT_POOL_AVG, &g, x, NULL, &dy, dx), DLT_OK);
+        ck_assert_int_eq(be->pool2d_bwd(be, DLT_POOL_MAX, &g, x, NULL, &dy, dx), DLT_ERR_INVALID);
     }
 }
 END_TEST
