@@ -222,7 +222,8 @@ static int has_rank_prefix(const char *msg)
 
 /* Contract: see comm.h. Collective. The returned status is the lowest failing
  * rank's (DLT_OK when none failed) and dlt_last_error() holds
- * "rank R: <its message>" on every rank. If the agreement itself fails, the
+ * "rank R: <its message>" on every rank (the bare message in a world of one,
+ * where the rank says nothing). If the agreement itself fails, the
  * MPI error is returned instead (DLT_ERR_COMM). */
 dlt_status dlt_comm_agree(dlt_comm_t c, dlt_status mine)
 {
@@ -243,7 +244,7 @@ dlt_status dlt_comm_agree(dlt_comm_t c, dlt_status mine)
 
     /* a message that went through an agreement before already names the
      * rank it came from (which need not be `lowest` now) */
-    if (has_rank_prefix(m.msg)) return DLT_ERR((dlt_status)m.status, "%s", m.msg);
+    if (has_rank_prefix(m.msg) || c->size == 1) return DLT_ERR((dlt_status)m.status, "%s", m.msg);
     return DLT_ERR((dlt_status)m.status, "rank %d: %s", lowest, m.msg);
 }
 

@@ -126,7 +126,10 @@ START_TEST(test_agree_one_fails)
     dlt_status st = dlt_comm_agree(c, mine);
     ck_assert_int_eq(st, DLT_ERR_IO);
     char want[128];
-    snprintf(want, sizeof want, "rank %d: cannot read shard-%d.h5", bad, bad);
+    if (s > 1)
+        snprintf(want, sizeof want, "rank %d: cannot read shard-%d.h5", bad, bad);
+    else /* a world of one names no rank */
+        snprintf(want, sizeof want, "cannot read shard-%d.h5", bad);
     ck_assert_msg(strncmp(dlt_last_error(), want, strlen(want)) == 0, "rank %d got '%s'", r,
                   dlt_last_error());
     /* agreeing again on the agreed status keeps a single prefix */
@@ -147,8 +150,8 @@ START_TEST(test_agree_lowest_wins)
                              : DLT_ERR(DLT_ERR_SHAPE, "rank-specific shape problem");
     dlt_status st = dlt_comm_agree(c, mine);
     ck_assert_int_eq(st, DLT_ERR_NUMERIC);
-    ck_assert_msg(strncmp(dlt_last_error(), "rank 0: loss is NaN at step 7", 29) == 0,
-                  "got '%s'", dlt_last_error());
+    const char *want = dlt_comm_size(c) > 1 ? "rank 0: loss is NaN at step 7" : "loss is NaN at step 7";
+    ck_assert_msg(strcmp(dlt_last_error(), want) == 0, "got '%s'", dlt_last_error());
     dlt_comm_free(c);
 }
 END_TEST
@@ -160,8 +163,8 @@ START_TEST(test_agree_empty_message)
     dlt_clear_error();
     dlt_status st = dlt_comm_agree(c, r == 0 ? DLT_ERR_NOMEM : DLT_OK);
     ck_assert_int_eq(st, DLT_ERR_NOMEM);
-    ck_assert_msg(strncmp(dlt_last_error(), "rank 0: out of memory", 21) == 0, "got '%s'",
-                  dlt_last_error());
+    const char *want = dlt_comm_size(c) > 1 ? "rank 0: out of memory" : "out of memory";
+    ck_assert_msg(strcmp(dlt_last_error(), want) == 0, "got '%s'", dlt_last_error());
     dlt_comm_free(c);
 }
 END_TEST
