@@ -50,6 +50,15 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lnccl -
 # the program's copy, so its messages reach the program's dlt_last_error().
 LDLIBS += $(foreach s,dlt_error dlt_last_error dlt_clear_error,-Wl,--export-dynamic-symbol=$(s))
 
+# ---- protobuf-c: TensorBoard events (launcher/tboard.proto) and ONNX export
+# (onnx.proto from Debian's libonnx-dev), generated at build time ----
+PROTOC_C   ?= protoc-c
+ONNX_PROTO ?= $(firstword $(wildcard /usr/include/onnx/onnx.proto /usr/lib/python3/dist-packages/onnx/onnx.proto) /usr/include/onnx/onnx.proto)
+GEN        := $(BUILD)/gen
+PROTO_OBJ  := $(GEN)/tboard.pb-c.o $(GEN)/onnx.pb-c.o
+CFLAGS     += -I$(GEN)
+LDLIBS     += $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
 # ---- sources ----
 LIB_SRC  := $(wildcard core/*.c core/cpu/*.c core/layers/*.c comm/*.c data/*.c)
 LAUNCH_SRC := $(filter-out launcher/main.c,$(wildcard launcher/*.c))
@@ -77,17 +86,32 @@ $(BUILD)/libdlt.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	ar rcs $@ $^
 
-$(BUILD)/liblauncher.a: $(LAUNCH_OBJ)
+$(BUILD)/liblauncher.a: $(LAUNCH_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
 	ar rcs $@ $^
+
+$(GEN)/tboard.pb-c.c $(GEN)/tboard.pb-c.h &: launcher/tboard.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) --c_out=$(GEN) -Ilauncher $<
+
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	$(PROTOC_C) --c_out=$(GEN) -I$(dir $<) $<
+
+# generated code: not ours to keep warning-free
+$(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c
+	$(CC) $(filter-out -Werror,$(CFLAGS)) -w -c $< -o $@
+
+$(LAUNCH_OBJ) $(BUILD)/launcher/main.o $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.o): | $(GEN)/tboard.pb-c.h $(GEN)/onnx.pb-c.h
 
 $(BIN)/dltrain: $(BUILD)/launcher/main.o $(BUILD)/liblauncher.a $(BUILD)/libdlt.a
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDLIBS)
 
-$(BIN)/dlprep: $(patsubst %.c,$(BUILD)/%.o,$(wildcard data/dlprep/*.c)) $(BUILD)/libdlt.a
+# dlprep preview reads configs with the trainer's loader (liblauncher) and writes PNG (libpng)
+$(BIN)/dlprep: $(patsubst %.c,$(BUILD)/%.o,$(wildcard data/dlprep/*.c)) $(BUILD)/liblauncher.a $(BUILD)/libdlt.a
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(CC) -o $@ $^ $(LDLIBS) -lpng
 
 $(BIN)/libdltcuda.so: $(CUDA_OBJ) $(BUILD)/pic/core/status.o $(BUILD)/pic/core/backend.o
 	@mkdir -p $(@D)
@@ -165,7 +189,11 @@ $(BIN)/bench_sgemm: $(BUILD)/bench/sgemm.o
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDLIBS)
 
-bench: all $(BIN)/bench_sgemm
+$(BIN)/bench_allreduce: $(BUILD)/bench/allreduce.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+bench: all $(BIN)/bench_sgemm $(BIN)/bench_allreduce
 	BIN=$(BIN) sh bench/run.sh
 
 clean:

@@ -10,6 +10,10 @@
  * MPI counts are ints, so sums and broadcasts of more than INT_MAX elements
  * are split into chunks; every rank splits identically, so the chunks match.
  *
+ * Every collective is started nonblocking and finished by dlt_comm_wait()
+ * (guard.c): a polling loop with a deadline that also listens for other
+ * ranks' failure notices, so no collective can wait forever.
+ *
  * dlt_comm_agree() is the failure-propagation primitive: one MIN-allreduce of
  * "my rank if I failed, else size" tells every rank the lowest failing rank;
  * that rank then broadcasts its status and message, and every rank records
@@ -23,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm_internal.h"
+#include "comm/guard.h"
 #include "core/status.h"
 
 /* Largest number of elements (or bytes) handed to one MPI call. */
@@ -38,6 +44,7 @@ struct dlt_comm {
     int local_size;         /* number of those processes */
     int owns_mpi;           /* 1 if dlt_comm_init called MPI_Init_thread */
     char host[MPI_MAX_PROCESSOR_NAME + 1];
+    dlt_guard *guard;       /* deadlines, failure notices, watchdog (guard.c) */
 };
 
 /* Records MPI error code `err` of `call` as DLT_ERR_COMM. */
@@ -50,6 +57,18 @@ static dlt_status mpi_error(int err, const char *call, const char *file, int lin
     return dlt_error(DLT_ERR_COMM, file, line, "%s failed: %s (MPI error %d, %s:%d)", call,
                      len ? msg : "unknown error", err, file, line);
 }
+
+/* Contract: see comm_internal.h. */
+dlt_status dlt_comm_mpi_error(int err, const char *call, const char *file, int line)
+{
+    return mpi_error(err, call, file, line);
+}
+
+/* Contract: see comm_internal.h. */
+MPI_Comm dlt_comm_mpi(dlt_comm_t c) { return c->comm; }
+
+/* The failure guard of c (guard.c implements the dlt_comm_* guard API). */
+dlt_guard *dlt_comm_guard(dlt_comm_t c) { return c->guard; }
 
 /* Evaluates an MPI call; on failure returns DLT_ERR_COMM naming the call. */
 #define MPI_CHECK(call)                                                        \
@@ -119,6 +138,7 @@ dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
     int hlen = 0;
     MPI_CHECK_GOTO(MPI_Get_processor_name(c->host, &hlen), st, fail);
     c->host[hlen < 0 ? 0 : hlen] = '\0';
+    DLT_CHECK_GOTO(dlt_guard_init(c->comm, &c->guard), st, fail);
 
     *out = c;
     return DLT_OK;
@@ -138,9 +158,14 @@ void dlt_comm_free(dlt_comm_t c)
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
+        /* a peer that failed after this rank finished can leave MPI_Finalize
+         * waiting for it forever: the watchdog bounds it */
+        dlt_guard_close(c->guard);
+        if (c->guard) dlt_guard_arm(c->guard, dlt_guard_timeout(c->guard) + 10.0, "MPI_Finalize");
         if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
         if (c->owns_mpi) MPI_Finalize();
     }
+    dlt_guard_free(c->guard);
     free(c);
 }
 
@@ -162,7 +187,9 @@ static dlt_status allreduce_sum(dlt_comm_t c, void *buf, size_t n, MPI_Datatype 
     char *p = buf;
     for (size_t done = 0; done < n;) {
         size_t len = n - done < COMM_CHUNK ? n - done : COMM_CHUNK;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * esize, (int)len, t, MPI_SUM, c->comm));
+        MPI_Request req;
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + done * esize, (int)len, t, MPI_SUM, c->comm, &req));
+        DLT_CHECK(dlt_comm_wait(c, &req, "allreduce"));
         done += len;
     }
     return DLT_OK;
@@ -191,7 +218,9 @@ dlt_status dlt_comm_bcast(dlt_comm_t c, void *buf, size_t bytes, int root)
     size_t done = 0;
     do { /* at least one call, so a bad root is reported even for 0 bytes */
         size_t len = bytes - done < COMM_CHUNK ? bytes - done : COMM_CHUNK;
-        MPI_CHECK(MPI_Bcast(p ? p + done : NULL, (int)len, MPI_BYTE, root, c->comm));
+        MPI_Request req;
+        MPI_CHECK(MPI_Ibcast(p ? p + done : NULL, (int)len, MPI_BYTE, root, c->comm, &req));
+        DLT_CHECK(dlt_comm_wait(c, &req, "broadcast"));
         done += len;
     } while (done < bytes);
     return DLT_OK;
@@ -200,8 +229,9 @@ dlt_status dlt_comm_bcast(dlt_comm_t c, void *buf, size_t bytes, int root)
 /* Contract: returns when every rank has entered. Collective. */
 dlt_status dlt_comm_barrier(dlt_comm_t c)
 {
-    MPI_CHECK(MPI_Barrier(c->comm));
-    return DLT_OK;
+    MPI_Request req;
+    MPI_CHECK(MPI_Ibarrier(c->comm, &req));
+    return dlt_comm_wait(c, &req, "barrier");
 }
 
 /* Payload broadcast by the lowest failing rank. */
@@ -229,7 +259,9 @@ dlt_status dlt_comm_agree(dlt_comm_t c, dlt_status mine)
 {
     int me = mine != DLT_OK ? c->rank : c->size;
     int lowest = c->size;
-    MPI_CHECK(MPI_Allreduce(&me, &lowest, 1, MPI_INT, MPI_MIN, c->comm));
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallreduce(&me, &lowest, 1, MPI_INT, MPI_MIN, c->comm, &req));
+    DLT_CHECK(dlt_comm_wait(c, &req, "status agreement"));
     if (lowest >= c->size) return DLT_OK;
 
     agree_msg m;
@@ -239,7 +271,8 @@ dlt_status dlt_comm_agree(dlt_comm_t c, dlt_status mine)
         m.status = (int)mine;
         snprintf(m.msg, sizeof m.msg, "%s", err[0] ? err : dlt_status_str(mine));
     }
-    MPI_CHECK(MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, lowest, c->comm));
+    MPI_CHECK(MPI_Ibcast(&m, (int)sizeof m, MPI_BYTE, lowest, c->comm, &req));
+    DLT_CHECK(dlt_comm_wait(c, &req, "status agreement"));
     m.msg[sizeof m.msg - 1] = '\0';
 
     /* a message that went through an agreement before already names the
@@ -255,6 +288,8 @@ void dlt_comm_abort(dlt_comm_t c, int code)
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
+    /* an abort whose runtime is gone can hang: the watchdog ends us then */
+    if (c && c->guard) dlt_guard_arm(c->guard, 10.0, "MPI_Abort");
     if (inited && !finalized) MPI_Abort(c ? c->comm : MPI_COMM_WORLD, code);
     exit(code);
 }

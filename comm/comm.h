@@ -8,6 +8,7 @@
 #define DLT_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/status.h"
 
@@ -39,5 +40,59 @@ dlt_status dlt_comm_agree(dlt_comm_t c, dlt_status mine);
 
 /* Ends every rank of the job (MPI_Abort). Only the launcher calls this. */
 void dlt_comm_abort(dlt_comm_t c, int code);
+
+/* ---- failures never hang (guard.c, watchdog.c) ---- */
+
+/* Exit code of a process whose abort (or MPI_Finalize) itself hung and was
+ * ended by the watchdog thread. */
+#define DLT_EXIT_WATCHDOG 98
+
+/* Seconds any one collective may wait before it fails with a timeout that
+ * says where this rank is (default 60; <= 0 restores the default). */
+void dlt_comm_set_timeout(dlt_comm_t c, double seconds);
+
+/* Records where this rank is, for timeout and failure messages: the step
+ * (-1 before the first) and the phase, a string that outlives the call
+ * ("forward", "allreduce"). Clears the bucket. Cheap: call it freely. */
+void dlt_comm_set_where(dlt_comm_t c, int64_t step, const char *phase);
+/* The gradient bucket being waited for (-1: none). */
+void dlt_comm_set_bucket(dlt_comm_t c, int bucket);
+
+/* Tells every other rank that this one is failing with `msg` (they stop
+ * waiting and report "rank R failed (...): msg"), then waits a short grace
+ * period until every other rank has answered, which each does by failing in
+ * turn. `silent` (len bytes) receives the ranks that never answered, "1, 3"
+ * (the likely dead or hung ones), or "". Call it once the message is
+ * printed, right before dlt_comm_abort. Never fails. */
+void dlt_comm_notify_failure(dlt_comm_t c, const char *msg, char *silent, size_t len);
+
+/* ---- start-up checks (comm_check.c) ---- */
+
+/* Catches a job started as many one-rank worlds (srun without PMI support,
+ * a binary of another MPI under mpirun): a world of one while SLURM_NTASKS or
+ * OMPI_COMM_WORLD_SIZE says N > 1 is DLT_ERR_COMM "started as N singletons:
+ * launch with srun --mpi=pmix or mpirun". Local, not collective. */
+dlt_status dlt_comm_check_launch(dlt_comm_t c);
+
+/* 64-bit FNV-1a hash of n bytes, continuing from h (start with
+ * DLT_HASH_INIT). dlt_hash_file hashes a whole file (DLT_ERR_IO if unreadable). */
+#define DLT_HASH_INIT 0xcbf29ce484222325ull
+uint64_t dlt_hash_bytes(uint64_t h, const void *p, size_t n);
+dlt_status dlt_hash_file(const char *path, uint64_t *out);
+
+/* Every rank passes the hash of something all ranks must share (`what`, e.g.
+ * "config"). Collective. Returns DLT_OK when all equal rank 0's, else, on
+ * every rank alike, DLT_ERR_CONFIG "rank R runs a different <what> than rank
+ * 0 (...)" naming the lowest differing rank. */
+dlt_status dlt_comm_check_same(dlt_comm_t c, const char *what, uint64_t hash);
+
+/* Gathers every rank's host, local rank, device description and GPU PCI bus
+ * id ("" for none). Collective. On every rank *table (malloc'ed, the caller
+ * frees it) receives one line per rank, "rank R: host H, local rank L,
+ * device D". Two ranks on one host with the same non-empty bus id are
+ * DLT_ERR_DEVICE naming both ranks (every rank returns it); *table is then
+ * still filled. */
+dlt_status dlt_comm_rank_table(dlt_comm_t c, const char *device, const char *bus_id,
+                               char **table);
 
 #endif

@@ -20,6 +20,9 @@ static const struct {
     OP(pool2d_fwd), OP(pool2d_bwd), OP(bnorm_fwd_train), OP(bnorm_fwd_eval), OP(bnorm_bwd),
     OP(act_fwd), OP(act_bwd), OP(dropout_fwd), OP(mul_acc), OP(softmax_xent_fwd),
     OP(softmax_xent_bwd), OP(mse_fwd), OP(mse_bwd), OP(onehot), OP(opt_update),
+    OP(embedding_fwd), OP(embedding_bwd), OP(layernorm_fwd), OP(layernorm_bwd),
+    OP(softmax_xent_seq_fwd), OP(softmax_xent_seq_bwd), OP(attention_fwd), OP(attention_bwd),
+    OP(lstm_fwd), OP(lstm_bwd),
 };
 #undef OP
 

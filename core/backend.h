@@ -174,6 +174,70 @@ struct dlt_backend {
      * at start; unused ones may be NULL). */
     dlt_status (*opt_update)(dlt_backend *be, const dlt_opt_hparams *h, size_t n, float *w,
                              const float *g, float *s1, float *s2);
+
+    /* ---- sequence models (CPU: core/cpu/cpu_seq.c, cpu_attn.c, cpu_lstm.c) ---- */
+    /* Token ids travel as floats (exact below 2^24). ids (t) must lie in
+     * [0, vocab) (DLT_ERR_INVALID otherwise); y (t, dim) = w (vocab, dim) rows. */
+    dlt_status (*embedding_fwd)(dlt_backend *be, int t, int dim, int vocab, const float *ids,
+                                const float *w, float *y);
+    /* dw(ids(i)) += dy(i) for every token i whose id != padding_idx (-1: none). */
+    dlt_status (*embedding_bwd)(dlt_backend *be, int t, int dim, int vocab, const float *ids,
+                                const float *dy, int padding_idx, float *dw);
+    /* Layer normalisation of x (rows, dim) over dim (biased variance), as
+     * torch.nn.LayerNorm; saves mean (rows) and rstd = 1/sqrt(var+eps) (rows). */
+    dlt_status (*layernorm_fwd)(dlt_backend *be, int rows, int dim, float eps, const float *x,
+                                const float *gamma, const float *beta, float *y, float *mean,
+                                float *rstd);
+    /* dx += d/dx, dgamma += sum dy xhat, dbeta += sum dy. */
+    dlt_status (*layernorm_bwd)(dlt_backend *be, int rows, int dim, const float *x,
+                                const float *dy, const float *gamma, const float *mean,
+                                const float *rstd, float *dx, float *dgamma, float *dbeta);
+    /* Per-token softmax cross-entropy summed per sample: logits (n, len, k),
+     * labels (n, len); tokens with label < 0 are ignored, labels >= k are
+     * DLT_ERR_INVALID. loss (n) = sum of counted tokens' -log p[label],
+     * correct (n) = counted tokens whose first argmax is the label,
+     * count (n) = counted tokens. No probabilities are kept (backward
+     * recomputes them: logits of a large vocabulary are big). */
+    dlt_status (*softmax_xent_seq_fwd)(dlt_backend *be, int n, int len, int k,
+                                       const float *logits, const int32_t *labels, float *loss,
+                                       float *correct, float *count);
+    /* dlogits (rows, k) += scale (softmax(logits) - onehot(label)) for rows
+     * with label >= 0. */
+    dlt_status (*softmax_xent_seq_bwd)(dlt_backend *be, int rows, int k, const float *logits,
+                                       const int32_t *labels, float scale, float *dlogits);
+    /* Multi-head scaled dot-product attention. qkv (n, len, 3 heads dh) holds
+     * [q | k | v] per token (torch's in_proj layout, head h at columns
+     * h dh ..); tokens (n, len) ids or NULL: keys whose id is 0 are masked
+     * out (a row with every key masked gets all-zero probabilities).
+     * probs (n, heads, len, len) = softmax(q k^T / sqrt(dh)) is saved
+     * before dropout; dropout (p, inverted) keeps probability element i iff
+     * dlt_rand_u01(key, first + i) >= p, i the element's index in probs;
+     * out (n, len, heads dh) = dropout(probs) v; ws: scratch of len len floats. */
+    dlt_status (*attention_fwd)(dlt_backend *be, int n, int len, int heads, int dh,
+                                const float *qkv, const float *tokens, float p, uint64_t key,
+                                uint64_t first, float *probs, float *out, float *ws);
+    /* dqkv += gradient of out w.r.t. qkv given dout (n, len, heads dh);
+     * ws: scratch of 2 len len floats. */
+    dlt_status (*attention_bwd)(dlt_backend *be, int n, int len, int heads, int dh,
+                                const float *qkv, float p, uint64_t key, uint64_t first,
+                                const float *probs, const float *dout, float *dqkv, float *ws);
+    /* One LSTM layer over a sequence, torch.nn.LSTM gate order (i, f, g, o):
+     * x (n, len, din), w_ih (4h, din), w_hh (4h, h), b_ih, b_hh (4h),
+     * h0, c0 (n, h) or NULL for zeros. Writes y (n, len, h), the activated
+     * gates (n, len, 4h) and cell states c (n, len, h) for backward. */
+    dlt_status (*lstm_fwd)(dlt_backend *be, int n, int len, int din, int h, const float *x,
+                           const float *w_ih, const float *w_hh, const float *b_ih,
+                           const float *b_hh, const float *h0, const float *c0, float *y,
+                           float *gates, float *c);
+    /* Full backpropagation through time given dy (n, len, h); no gradient
+     * flows into h0/c0 (carried state is detached). dx (may be NULL),
+     * dw_ih, dw_hh, db_ih, db_hh accumulate; ws: scratch of
+     * n len 4h + 2 n h floats. */
+    dlt_status (*lstm_bwd)(dlt_backend *be, int n, int len, int din, int h, const float *x,
+                           const float *w_ih, const float *w_hh, const float *h0,
+                           const float *c0, const float *y, const float *gates, const float *c,
+                           const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
+                           float *db_hh, float *ws);
 };
 
 /* Creates the CPU backend. */

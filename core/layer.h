@@ -24,7 +24,7 @@
 #include "core/tensor.h"
 
 #define DLT_MAX_INPUTS 4
-#define DLT_MAX_PARAMS 4
+#define DLT_MAX_PARAMS 16   /* a transformer block has 12 */
 #define DLT_MAX_BUFFERS 8
 #define DLT_MAX_KV 16
 #define DLT_NAME_LEN 64
@@ -88,6 +88,11 @@ typedef struct {
     int64_t sample0;           /* global index of this rank's first sample in the step */
     const int32_t *labels;     /* (n) backend memory, for loss layers */
     const float *targets;      /* (n, k) backend memory or NULL, for regression losses */
+    /* (n, tokens_len) backend memory: the model input when it is one
+     * dimension per sample (token ids as floats), set by dlt_model_forward /
+     * backward; attention derives its padding mask (id 0) from it. NULL: none. */
+    const float *tokens;
+    int64_t tokens_len;
 } dlt_step_ctx;
 
 typedef struct {

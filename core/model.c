@@ -54,6 +54,8 @@ struct dlt_model {
     const dlt_param **order;     /* parameters in arena order */
     int n_order;
     arenas a;
+    dlt_grad_ready_fn hook;      /* grad-ready callback, or NULL */
+    void *hook_user;
 };
 
 /* ---- memory planning ---- */
@@ -403,7 +405,8 @@ static dlt_status build(const dlt_model_cfg *cfg, dlt_model *m)
     DLT_CHECK(arenas_alloc(m->be, m->layers, m->n_layers, &m->a, m->order));
     DLT_CHECK(alloc_floats(m->be, (size_t)dlt_shape_numel(&m->in_shape), &m->input));
     wire_inputs(m);
-    return init_params(m->be, m->layers, m->n_layers, cfg->seed);
+    DLT_CHECK(init_params(m->be, m->layers, m->n_layers, cfg->seed));
+    return dlt_layers_link(m->layers, m->n_layers);
 }
 
 dlt_status dlt_model_build(const dlt_model_cfg *cfg, dlt_backend *be, dlt_model **out)
@@ -452,6 +455,18 @@ void dlt_model_free(dlt_model *m)
 
 /* ---- steps ---- */
 
+/* ctx plus the model input as token ids when it is one dimension per sample
+ * (sequence models), for attention's padding mask. */
+static dlt_step_ctx step_ctx(const dlt_model *m, const dlt_step_ctx *ctx)
+{
+    dlt_step_ctx c = *ctx;
+    if (m->in_shape.ndim == 2) {
+        c.tokens = m->input;
+        c.tokens_len = m->in_shape.d[1];
+    }
+    return c;
+}
+
 dlt_status dlt_model_forward(dlt_model *m, const float *x, int n, const dlt_step_ctx *ctx,
                              dlt_model_out *out)
 {
@@ -461,32 +476,66 @@ dlt_status dlt_model_forward(dlt_model *m, const float *x, int n, const dlt_step
     /* a copy, so that backward may still read the input after the caller reuses x */
     size_t len = (size_t)n * (size_t)dlt_shape_sample_numel(&m->in_shape);
     DLT_CHECK(m->be->copy(m->be, m->input, x, len * sizeof(float)));
+    dlt_step_ctx c = step_ctx(m, ctx);
     for (int k = 0; k < m->n_layers; k++) {
         dlt_layer *l = &m->layers[k];
-        DLT_CHECK(l->ops->forward(l, ctx, n));
+        DLT_CHECK(l->ops->forward(l, &c, n));
     }
     dlt_layer *loss = &m->layers[m->n_layers - 1];
     if (out) {
         out->loss = loss->y.data;
         out->correct = dlt_loss_correct(loss);
+        out->count = dlt_loss_count(loss);
+    }
+    return DLT_OK;
+}
+
+/* Backward; zero_grads = 0 accumulates into the gradient arena. Layer k's
+ * parameters sit right after those of layers k+1.. (backward order), so once
+ * layer k is done the arena is final up to the end of its parameters. */
+static dlt_status backward(dlt_model *m, int n, const dlt_step_ctx *ctx, float loss_scale,
+                           int zero_grads)
+{
+    dlt_backend *be = m->be;
+    if (n < 1 || n > m->max_batch)
+        return DLT_ERR(DLT_ERR_INVALID, "batch of %d samples, the model was built for 1 to %d", n,
+                       m->max_batch);
+    if (zero_grads && m->a.n_params) DLT_CHECK(be->fill(be, m->a.grads, m->a.n_params, 0.0f));
+    if (m->a.n_acts) DLT_CHECK(be->fill(be, m->a.act_grads, m->a.n_acts, 0.0f));
+    dlt_loss_set_scale(&m->layers[m->n_layers - 1], loss_scale);
+    dlt_step_ctx c = step_ctx(m, ctx);
+    size_t ready = 0;
+    for (int k = m->n_layers - 1; k >= 0; k--) {
+        dlt_layer *l = &m->layers[k];
+        DLT_CHECK(l->ops->backward(l, &c, n));
+        for (int i = 0; i < l->n_params; i++) ready += (size_t)dlt_shape_numel(&l->params[i].shape);
+        if (m->hook) DLT_CHECK(m->hook(m->hook_user, k, ready));
     }
     return DLT_OK;
 }
 
 dlt_status dlt_model_backward(dlt_model *m, int n, const dlt_step_ctx *ctx, float loss_scale)
 {
-    dlt_backend *be = m->be;
-    if (n < 1 || n > m->max_batch)
-        return DLT_ERR(DLT_ERR_INVALID, "batch of %d samples, the model was built for 1 to %d", n,
-                       m->max_batch);
-    if (m->a.n_params) DLT_CHECK(be->fill(be, m->a.grads, m->a.n_params, 0.0f));
-    if (m->a.n_acts) DLT_CHECK(be->fill(be, m->a.act_grads, m->a.n_acts, 0.0f));
-    dlt_loss_set_scale(&m->layers[m->n_layers - 1], loss_scale);
-    for (int k = m->n_layers - 1; k >= 0; k--) {
-        dlt_layer *l = &m->layers[k];
-        DLT_CHECK(l->ops->backward(l, ctx, n));
-    }
-    return DLT_OK;
+    return backward(m, n, ctx, loss_scale, 1);
+}
+
+/* Contract: see model.h. */
+dlt_status dlt_model_backward_accumulate(dlt_model *m, int n, const dlt_step_ctx *ctx,
+                                         float loss_scale)
+{
+    return backward(m, n, ctx, loss_scale, 0);
+}
+
+/* Contract: see model.h. */
+void dlt_model_set_grad_hook(dlt_model *m, dlt_grad_ready_fn fn, void *user)
+{
+    m->hook = fn;
+    m->hook_user = fn ? user : NULL;
+}
+
+void dlt_model_reset_state(dlt_model *m)
+{
+    for (int k = 0; k < m->n_layers; k++) dlt_layer_reset_state(&m->layers[k]);
 }
 
 /* ---- accessors ---- */

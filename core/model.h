@@ -36,7 +36,13 @@ void dlt_model_free(dlt_model *m);
 /* Per-step results, backend memory of n floats each (valid until next forward). */
 typedef struct {
     const float *loss;       /* (n) per-sample loss */
-    const float *correct;    /* (n) 1/0 per sample; NULL for regression losses */
+    const float *correct;    /* (n) 1/0 per sample; NULL for regression losses; for
+                                per-token losses the number of correct counted tokens */
+    /* (n) counted tokens per sample for per-token losses (softmax
+     * cross-entropy on (n, len, k) logits: labels < 0 are not counted, loss
+     * is the sample's sum over counted tokens); NULL otherwise, meaning 1
+     * per sample. */
+    const float *count;
 } dlt_model_out;
 
 /* x: (n, input...) backend memory, n <= max_batch; ctx->labels set. */
@@ -45,6 +51,25 @@ dlt_status dlt_model_forward(dlt_model *m, const float *x, int n, const dlt_step
 /* Backpropagates d(sum of per-sample losses * loss_scale) into the gradient
  * arena, which it zeroes first. loss_scale is 1 / global batch for a mean. */
 dlt_status dlt_model_backward(dlt_model *m, int n, const dlt_step_ctx *ctx, float loss_scale);
+
+/* Clears state carried from batch to batch (stateful LSTM layers' final h
+ * and c); the trainer calls it at the start of every epoch and evaluation. */
+void dlt_model_reset_state(dlt_model *m);
+
+/* As dlt_model_backward, but adds this batch's gradient to what the arena
+ * already holds (gradient accumulation over micro-batches): the gradient
+ * arena is not zeroed first. */
+dlt_status dlt_model_backward_accumulate(dlt_model *m, int n, const dlt_step_ctx *ctx,
+                                         float loss_scale);
+
+/* Grad-ready hook: called by both backward functions after each layer's
+ * backward (layer: its index, counting down from the last) with n_ready, the
+ * number of leading gradient-arena floats that are now final (queued, on an
+ * asynchronous backend). n_ready never decreases within one backward and is
+ * the whole arena after layer 0. A status other than DLT_OK stops backward
+ * and is returned. fn NULL removes the hook. */
+typedef dlt_status (*dlt_grad_ready_fn)(void *user, int layer, size_t n_ready);
+void dlt_model_set_grad_hook(dlt_model *m, dlt_grad_ready_fn fn, void *user);
 
 /* Arenas: parameters, gradients (same layout), persistent state. */
 float *dlt_model_params(dlt_model *m, size_t *n);

@@ -1,13 +1,15 @@
-/* Image data set: a glob of HDF5 shards held in memory.
+/* Image data set: a glob of HDF5 shards, streamed.
  *
  * Opening is two passes over the shards, in glob(3) order (sorted by name):
  * the first validates every file (format/version attributes, the `images`
  * and `labels` datasets' type, rank and length, the per-sample shape being
- * the same everywhere, class_names agreeing) and adds up the sample count;
- * the second reads all samples into one contiguous block, so a read is a
- * memcpy per sample and sample i simply lives at offset i * C*H*W, whatever
- * shard it came from. Checking everything before allocating means a bad last
- * shard is reported before gigabytes are read.
+ * the same everywhere, class_names agreeing), adds up the sample count and
+ * notes each shard's chunking; the second reads and checks the labels (4
+ * bytes a sample are kept in memory: cheap, and a bad label is reported at
+ * open, not hours into training). Images are never loaded as a whole: reads
+ * go through the streaming reader (stream.c), a small cache of blocks (HDF5
+ * chunks along N, or ~256 KiB runs of contiguous datasets) and a bounded
+ * set of open files, so memory does not grow with the data set.
  *
  * Every error names the file and what is wrong in one line. HDF5 would also
  * print its own error stack to stderr; its automatic printing is switched off
@@ -27,26 +29,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/stream.h"
+
 #define DLT_IMAGES_FORMAT "dltrain-images"
 #define DLT_IMAGES_VERSION 1
+#define CONTIG_BLOCK_BYTES ((size_t)256 << 10) /* read run of a contiguous dataset */
+#define MAX_BLOCK_BYTES ((size_t)16 << 20)     /* larger chunks are read in parts */
 
 struct dlt_dataset {
     char *path;           /* first shard, for messages */
     int64_t n;            /* samples over all shards */
     int c, h, w;
     size_t sample_bytes;  /* C*H*W */
-    uint8_t *images;      /* (n, C, H, W) */
+    dlt_shard *shards;    /* (n_shards) */
+    int n_shards;
+    dlt_stream *stream;
     int32_t *labels;      /* (n) */
     int n_names;
     char **names;         /* (n_names) or NULL */
     int classes;
 };
 
-/* What pass 1 learns about one shard. */
-typedef struct {
-    const char *path;     /* owned by the glob_t */
-    int64_t n;
-} shard_info;
 
 /* "uint8", "float32", "string", ... for messages about a wrong dtype. */
 static const char *type_desc(hid_t t, char *buf, size_t len)
@@ -237,13 +240,14 @@ static dlt_status open_file(const char *path, hid_t *f)
         return DLT_ERR(DLT_ERR_IO, "%s: is a directory, expected an HDF5 shard file", path);
     if (H5Fis_hdf5(path) <= 0) return DLT_ERR(DLT_ERR_IO, "%s: not an HDF5 file", path);
     *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (*f < 0) return DLT_ERR(DLT_ERR_IO, "%s: cannot open HDF5 file (corrupt?)", path);
+    if (*f < 0) return DLT_ERR(DLT_ERR_IO, "%s: cannot open HDF5 file (corrupt or truncated?)", path);
     return DLT_OK;
 }
 
 /* Pass 1 for one shard: validates it against ds (the first shard sets
  * ds->c/h/w and class names) and returns its sample count. */
-static dlt_status inspect_shard(dlt_dataset_t ds, const char *path, int first, int64_t *n_out)
+static dlt_status inspect_shard(dlt_dataset_t ds, const char *path, int first, int64_t *n_out,
+                                int64_t *block_out)
 {
     dlt_status st = DLT_OK;
     hid_t f = H5I_INVALID_HID, di = H5I_INVALID_HID, ti = H5I_INVALID_HID;
@@ -316,6 +320,18 @@ static dlt_status inspect_shard(dlt_dataset_t ds, const char *path, int first, i
         }
     }
     *n_out = (int64_t)dims[0];
+    {
+        /* the read block: the chunk extent along N, or a run of a contiguous dataset */
+        size_t sb = (size_t)dims[1] * (size_t)dims[2] * (size_t)dims[3];
+        int64_t block = (int64_t)(CONTIG_BLOCK_BYTES / sb);
+        hid_t dcpl = H5Dget_create_plist(di);
+        hsize_t cd[8];
+        if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 8, cd) == 4)
+            block = (int64_t)cd[0];
+        if (dcpl >= 0) H5Pclose(dcpl);
+        if ((size_t)block * sb > MAX_BLOCK_BYTES) block = (int64_t)(MAX_BLOCK_BYTES / sb);
+        *block_out = block < 1 ? 1 : block;
+    }
 done:
     free_names(names, n_names);
     close_dset(dl, tl);
@@ -324,23 +340,16 @@ done:
     return st;
 }
 
-/* Pass 2 for one shard: reads its n samples to images/labels (already
- * checked by inspect_shard) and validates the label values. */
-static dlt_status load_shard(dlt_dataset_t ds, const char *path, int64_t n, uint8_t *images,
-                             int32_t *labels, int *max_label)
+/* Pass 2 for one shard: reads its n labels (already checked by
+ * inspect_shard) and validates their values. */
+static dlt_status load_labels(dlt_dataset_t ds, const char *path, int64_t n, int32_t *labels,
+                              int *max_label)
 {
     dlt_status st = DLT_OK;
     hid_t f = H5I_INVALID_HID, d = H5I_INVALID_HID;
     int64_t *tmp = NULL;
     if (n == 0) return DLT_OK;
     DLT_CHECK(open_file(path, &f));
-    d = H5Dopen2(f, "images", H5P_DEFAULT);
-    if (d < 0 || H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, images) < 0) {
-        st = DLT_ERR(DLT_ERR_IO, "%s: cannot read dataset 'images' (corrupt file?)", path);
-        goto done;
-    }
-    H5Dclose(d);
-    d = H5I_INVALID_HID;
     tmp = malloc((size_t)n * sizeof *tmp);
     if (!tmp) {
         st = DLT_ERR(DLT_ERR_NOMEM, "%s: out of memory reading labels", path);
@@ -348,7 +357,8 @@ static dlt_status load_shard(dlt_dataset_t ds, const char *path, int64_t n, uint
     }
     d = H5Dopen2(f, "labels", H5P_DEFAULT);
     if (d < 0 || H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) < 0) {
-        st = DLT_ERR(DLT_ERR_IO, "%s: cannot read dataset 'labels' (corrupt file?)", path);
+        st = DLT_ERR(DLT_ERR_IO, "%s: cannot read dataset 'labels' (corrupt or truncated file?)",
+                     path);
         goto done;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -376,7 +386,6 @@ static dlt_status open_impl(const char *pattern, dlt_dataset_t ds)
 {
     dlt_status st = DLT_OK;
     glob_t g;
-    shard_info *shards = NULL;
     memset(&g, 0, sizeof g);
     int gr = glob(pattern, 0, NULL, &g);
     if (gr == GLOB_NOMATCH || (gr == 0 && g.gl_pathc == 0)) {
@@ -388,15 +397,27 @@ static dlt_status open_impl(const char *pattern, dlt_dataset_t ds)
         return DLT_ERR(DLT_ERR_IO, "cannot expand '%s' (%s)", pattern,
                        gr == GLOB_NOSPACE ? "out of memory" : "read error");
     }
+    if (g.gl_pathc > INT32_MAX) {
+        globfree(&g);
+        return DLT_ERR(DLT_ERR_INVALID, "'%s' matches too many files", pattern);
+    }
     ds->path = strdup(g.gl_pathv[0]);
-    shards = calloc(g.gl_pathc, sizeof *shards);
-    if (!ds->path || !shards) {
+    ds->shards = calloc(g.gl_pathc, sizeof *ds->shards);
+    if (!ds->path || !ds->shards) {
         st = DLT_ERR(DLT_ERR_NOMEM, "out of memory opening '%s'", pattern);
         goto done;
     }
+    ds->n_shards = (int)g.gl_pathc;
+    dlt_shard *shards = ds->shards;
     for (size_t i = 0; i < g.gl_pathc; i++) {
-        shards[i].path = g.gl_pathv[i];
-        DLT_CHECK_GOTO(inspect_shard(ds, shards[i].path, i == 0, &shards[i].n), st, done);
+        shards[i].path = strdup(g.gl_pathv[i]);
+        if (!shards[i].path) {
+            st = DLT_ERR(DLT_ERR_NOMEM, "out of memory opening '%s'", pattern);
+            goto done;
+        }
+        DLT_CHECK_GOTO(inspect_shard(ds, shards[i].path, i == 0, &shards[i].n, &shards[i].block),
+                       st, done);
+        shards[i].first = ds->n;
         ds->n += shards[i].n;
     }
     if (ds->n == 0) {
@@ -404,38 +425,29 @@ static dlt_status open_impl(const char *pattern, dlt_dataset_t ds)
         goto done;
     }
     ds->sample_bytes = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    if ((uint64_t)ds->n > SIZE_MAX / ds->sample_bytes) {
-        st = DLT_ERR(DLT_ERR_NOMEM, "'%s': %lld samples do not fit in memory", pattern,
+    ds->labels = malloc((size_t)ds->n * sizeof *ds->labels);
+    if (!ds->labels) {
+        st = DLT_ERR(DLT_ERR_NOMEM, "'%s': cannot allocate labels for %lld samples", pattern,
                      (long long)ds->n);
         goto done;
     }
-    ds->images = malloc((size_t)ds->n * ds->sample_bytes);
-    ds->labels = malloc((size_t)ds->n * sizeof *ds->labels);
-    if (!ds->images || !ds->labels) {
-        st = DLT_ERR(DLT_ERR_NOMEM, "'%s': cannot allocate %.1f MiB for %lld samples", pattern,
-                     (double)ds->n * (double)ds->sample_bytes / 1048576.0, (long long)ds->n);
-        goto done;
-    }
     int max_label = -1;
-    int64_t off = 0;
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-        DLT_CHECK_GOTO(load_shard(ds, shards[i].path, shards[i].n,
-                                  ds->images + (size_t)off * ds->sample_bytes, ds->labels + off,
-                                  &max_label),
+    for (size_t i = 0; i < g.gl_pathc; i++)
+        DLT_CHECK_GOTO(load_labels(ds, shards[i].path, shards[i].n, ds->labels + shards[i].first,
+                                   &max_label),
                        st, done);
-        off += shards[i].n;
-    }
     ds->classes = max_label + 1 > ds->n_names ? max_label + 1 : ds->n_names;
+    DLT_CHECK_GOTO(dlt_stream_open(ds->shards, ds->n_shards, ds->sample_bytes, 0, 0, &ds->stream),
+                   st, done);
 done:
-    free(shards);
     globfree(&g);
     return st;
 }
 
-/* Contract (data.h): opens and loads every shard matching pattern into
- * memory. On failure *out is NULL and the one-line message names the file
- * (or the pattern if nothing matched); returns DLT_ERR_IO for missing or
- * malformed files, DLT_ERR_NOMEM if the samples do not fit in memory. */
+/* Contract (data.h): opens and validates every shard matching pattern and
+ * loads the labels (images stream on demand). On failure *out is NULL and the
+ * one-line message names the file (or the pattern if nothing matched);
+ * returns DLT_ERR_IO for missing or malformed files. */
 dlt_status dlt_dataset_open(const char *pattern, dlt_dataset_t *out)
 {
     if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_dataset_open: out is NULL");
@@ -463,8 +475,10 @@ dlt_status dlt_dataset_open(const char *pattern, dlt_dataset_t *out)
 void dlt_dataset_close(dlt_dataset_t ds)
 {
     if (!ds) return;
+    dlt_stream_close(ds->stream);
+    for (int i = 0; ds->shards && i < ds->n_shards; i++) free(ds->shards[i].path);
+    free(ds->shards);
     free(ds->path);
-    free(ds->images);
     free(ds->labels);
     free_names(ds->names, ds->n_names);
     free(ds);
@@ -491,18 +505,30 @@ const char *dlt_dataset_class_name(dlt_dataset_t ds, int i)
 const char *dlt_dataset_path(dlt_dataset_t ds) { return ds->path; }
 
 /* Contract (data.h): copies samples idx[0..n) into x (n, C, H, W) and y (n);
- * DLT_ERR_INVALID (nothing guaranteed copied) if an index is out of range.
- * Does not allocate, so the loader may call it in the step loop. */
+ * DLT_ERR_INVALID (nothing copied) if an index is out of range, DLT_ERR_IO
+ * naming the file if a read fails. Thread-safe; does not allocate, so the
+ * loader may call it in the step loop. */
 dlt_status dlt_dataset_read(dlt_dataset_t ds, const int64_t *idx, int n, uint8_t *x, int32_t *y)
 {
-    for (int i = 0; i < n; i++) {
-        int64_t k = idx[i];
-        if (k < 0 || k >= ds->n)
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
             return DLT_ERR(DLT_ERR_INVALID, "%s: sample index %lld out of range [0, %lld)", ds->path,
-                           (long long)k, (long long)ds->n);
-        memcpy(x + (size_t)i * ds->sample_bytes, ds->images + (size_t)k * ds->sample_bytes,
-               ds->sample_bytes);
-        if (y) y[i] = ds->labels[k];
-    }
+                           (long long)idx[i], (long long)ds->n);
+    DLT_CHECK(dlt_stream_read(ds->stream, idx, n, x));
+    for (int i = 0; y && i < n; i++) y[i] = ds->labels[idx[i]];
     return DLT_OK;
 }
+
+/* Contract (data.h): replaces the reader with one of these limits. */
+dlt_status dlt_dataset_set_limits(dlt_dataset_t ds, int max_open, size_t cache_bytes)
+{
+    dlt_stream *s;
+    DLT_CHECK(dlt_stream_open(ds->shards, ds->n_shards, ds->sample_bytes, max_open, cache_bytes, &s));
+    dlt_stream_close(ds->stream);
+    ds->stream = s;
+    return DLT_OK;
+}
+
+int dlt_dataset_open_files(dlt_dataset_t ds) { return dlt_stream_open_files(ds->stream); }
+
+int64_t dlt_dataset_blocks_read(dlt_dataset_t ds) { return dlt_stream_blocks_read(ds->stream); }

@@ -8,7 +8,7 @@
 #include "launcher/config.h"
 #include "launcher/yaml_tree.h"
 
-#define DLT_CFG_MAX_KEYS 64 /* rows of the key table (config.c asserts) */
+#define DLT_CFG_MAX_KEYS 128 /* rows of the key table (config.c asserts) */
 
 typedef struct {
     dlt_config *cfg;

@@ -44,6 +44,14 @@ void dlt_record_write(FILE *f, const dlt_record *r)
     if (!isnan(r->lr)) put_num(f, "lr", r->lr);
     if (!isnan(r->grad_norm)) put_num(f, "grad_norm", r->grad_norm);
     if (!isnan(r->data_wait)) put_num(f, "data_wait", r->data_wait);
+    if (r->time_breakdown) {
+        static const char *const phase[5] = { "data", "forward", "backward", "comm", "optimizer" };
+        fputs(", \"time_s\": {", f);
+        for (int i = 0; i < 5; i++)
+            fprintf(f, "%s\"%s\": %.6g", i ? ", " : "", phase[i],
+                    isfinite(r->time_breakdown[i]) ? r->time_breakdown[i] : 0.0);
+        fputs("}", f);
+    }
     fputs("}\n", f);
     fflush(f);
 }

@@ -20,6 +20,8 @@ typedef struct {
     double lr;                /* NAN: not applicable (eval) */
     double grad_norm;         /* NAN: not applicable */
     double data_wait;         /* fraction of the window spent waiting for data, NAN if n/a */
+    const double *time_breakdown; /* 5 mean seconds per step: data, forward, backward, exposed
+                                     communication, optimizer (rank 0's); NULL: none */
 } dlt_record;
 
 /* Creates run_dir (and parents) if needed. */

@@ -4,9 +4,10 @@
  * the loader so that rank r computes the gradient of its rows; the loss is
  * scaled by 1/B (not by the local batch), so summing the gradients over ranks
  * gives exactly the gradient of the global mean loss, whatever the number of
- * ranks. After backward the gradient arena is summed with one allreduce (the
- * bucketed, overlapped version comes later) and every rank applies the same
- * optimizer step, so replicas stay identical without further messages.
+ * ranks. The gradient arena is summed over ranks in buckets that start
+ * while backward still runs (launcher/dist.c; train.accum_steps micro-batches
+ * accumulate first) and every rank applies the same optimizer step, so
+ * replicas stay identical without further messages.
  *
  * Set-up errors (config, data, model) are agreed across ranks so all leave
  * together with one message. A failure inside the step loop ends the job
@@ -27,9 +28,17 @@
 #include "core/model.h"
 #include "core/optim.h"
 #include "data/data.h"
+#include "launcher/checkpoint.h"
 #include "launcher/commands.h"
 #include "launcher/config.h"
+#include "launcher/dryrun.h"
+#include "launcher/dist.h"
+#include "launcher/fault.h"
 #include "launcher/metrics.h"
+#include "launcher/numerics.h"
+#include "launcher/progress.h"
+#include "launcher/tboard.h"
+#include "launcher/text_train.h"
 
 typedef struct {
     dlt_config cfg;
@@ -53,6 +62,18 @@ typedef struct {
     float *grad_host;   /* gradient arena staging when the backend is not host memory */
 
     FILE *jsonl;        /* rank 0 only */
+    dlt_dist *dist;     /* bucketed gradient reduction (launcher/dist.c) */
+    dlt_tboard *tb;     /* rank 0 only: TensorBoard events */
+    dlt_progress prog;  /* rank 0: live bar on a terminal, else plain lines */
+    dlt_fault fault;    /* DLTRAIN_FAULT, for the failure tests */
+    dlt_text_data *text; /* token shards (launcher/text_train.c); NULL: images */
+    int label_numel;    /* int32 targets per sample: 1, or L for per-token losses */
+    dlt_freeze *freeze; /* freeze.layers; NULL: none */
+    dlt_ckpt_run ck;    /* checkpoints, resume, init_from (launcher/ckpt_run.c) */
+    dlt_train_pos pos;  /* where training stands; a resume restores it */
+    dlt_numerics num;   /* NaN/Inf policy and time breakdown (launcher/numerics.c) */
+    int stop;           /* a rank caught SIGTERM/SIGUSR1: checkpoint and exit 0 */
+    int dry_run;        /* --dry-run (launcher/dryrun.c) */
     char run_dir[DLT_PATH_LEN];
 } trainer;
 
@@ -68,7 +89,16 @@ static _Noreturn void die(trainer *t, const char *what)
 {
     fprintf(stderr, "dltrain: error: %s\n", what);
     fflush(stderr);
-    if (t->world > 1) dlt_comm_abort(t->comm, 1);
+    if (t->world > 1) {
+        /* peers waiting for this rank learn why, and answer, before the abort */
+        char silent[256];
+        dlt_comm_notify_failure(t->comm, what, silent, sizeof silent);
+        if (silent[0])
+            fprintf(stderr, "dltrain: rank %d: no word from rank %s: dead or hung; ending the job\n", t->rank,
+                    silent);
+        fflush(stderr);
+        dlt_comm_abort(t->comm, 1);
+    }
     exit(1);
 }
 
@@ -84,6 +114,15 @@ static _Noreturn void die(trainer *t, const char *what)
 static dlt_status open_data(trainer *t)
 {
     dlt_config *c = &t->cfg;
+    t->label_numel = 1;
+    if (dlt_text_wanted(c)) {
+        DLT_CHECK(dlt_text_open(c, t->rank, t->world, &t->text));
+        t->classes = dlt_text_classes(t->text);
+        t->max_local = dlt_text_max_local(t->text);
+        t->sample_numel = dlt_text_sample_numel(t->text);
+        t->label_numel = dlt_text_label_numel(t->text);
+        return DLT_OK;
+    }
     DLT_CHECK(dlt_dataset_open(c->train_data, &t->train_ds));
     int ch, h, w;
     dlt_dataset_shape(t->train_ds, &ch, &h, &w);
@@ -123,9 +162,19 @@ static dlt_status open_data(trainer *t)
         mean[i] = c->n_mean ? c->mean[c->n_mean > 1 ? i : 0] : 0.0f;
         std[i] = c->n_std ? c->std[c->n_std > 1 ? i : 0] : 1.0f;
     }
+    /* data.augment.* (training only; the loader copies it) */
+    dlt_augment_cfg aug = c->augment;
+    if (c->n_aug_scale && c->n_aug_scale != 2)
+        return DLT_ERR(DLT_ERR_CONFIG, "%s: data.augment.resized_crop needs [min, max]", c->path);
+    if (c->n_aug_ratio && c->n_aug_ratio != 2)
+        return DLT_ERR(DLT_ERR_CONFIG, "%s: data.augment.ratio needs [min, max]", c->path);
+    if (c->n_aug_scale) aug.scale_min = c->aug_scale[0], aug.scale_max = c->aug_scale[1];
+    if (c->n_aug_ratio) aug.ratio_min = c->aug_ratio[0], aug.ratio_max = c->aug_ratio[1];
     dlt_loader_cfg lc = {
         .global_batch = c->batch_size, .rank = t->rank, .world = t->world, .seed = c->seed,
-        .shuffle = 1, .drop_last = 1, .channels = ch, .mean = mean, .std = std,
+        .shuffle = 1, .drop_last = !strcmp(c->last_batch, "drop"), .channels = ch, .mean = mean,
+        .std = std, .pad_last = !strcmp(c->last_batch, "pad"), .shuffle_block = c->shuffle_block,
+        .prefetch = c->prefetch, .threads = c->data_threads, .augment = &aug,
     };
     DLT_CHECK(dlt_loader_init(t->train_ds, &lc, &t->train_ld));
     if (dlt_loader_steps(t->train_ld) == 0)
@@ -135,6 +184,8 @@ static dlt_status open_data(trainer *t)
     if (t->test_ds) {
         lc.shuffle = 0;
         lc.drop_last = 0;
+        lc.pad_last = 0;
+        lc.augment = NULL; /* evaluation: normalisation only */
         DLT_CHECK(dlt_loader_init(t->test_ds, &lc, &t->test_ld));
         if (dlt_loader_max_local(t->test_ld) > t->max_local) t->max_local = dlt_loader_max_local(t->test_ld);
     }
@@ -142,29 +193,74 @@ static dlt_status open_data(trainer *t)
     return DLT_OK;
 }
 
+/* The batch source: token shards (text_train.c) or images (data/). Batches
+ * of a per-token loss count their targets, not their samples: *count is the
+ * global number of counted targets of the batch (one small allreduce),
+ * which scales the loss so the gradient is the mean over all targets
+ * whatever the number of ranks. */
+static int64_t data_steps(trainer *t)
+{
+    return t->text ? dlt_text_steps(t->text, 0) : dlt_loader_steps(t->train_ld);
+}
+
+static dlt_status data_start(trainer *t, int test, int64_t epoch)
+{
+    if (t->text) return dlt_text_start_epoch(t->text, test, epoch, t->model);
+    return dlt_loader_start_epoch(test ? t->test_ld : t->train_ld, epoch);
+}
+
+static dlt_status data_next(trainer *t, int test, int *n, int64_t *sample0, int *global_n, double *count)
+{
+    if (!t->text) {
+        DLT_CHECK(dlt_loader_next(test ? t->test_ld : t->train_ld, t->x_host, t->y_host, n, sample0, global_n));
+        *count = *global_n;
+        return DLT_OK;
+    }
+    int64_t local;
+    DLT_CHECK(dlt_text_next(t->text, test, t->x_host, t->y_host, n, sample0, global_n, &local));
+    *count = (double)local;
+    if (*global_n > 0 && t->world > 1) DLT_CHECK(dlt_comm_allreduce_f64(t->comm, count, 1));
+    return DLT_OK;
+}
+
+/* Sum of a per-sample output (n) in backend memory, or n when it is NULL. */
+static dlt_status sum_out(trainer *t, const float *v, int n, double *sum)
+{
+    if (!v) {
+        *sum = n;
+        return DLT_OK;
+    }
+    DLT_CHECK(t->be->download(t->be, t->out_host, v, (size_t)n * sizeof(float)));
+    *sum = 0;
+    for (int i = 0; i < n; i++) *sum += t->out_host[i];
+    return DLT_OK;
+}
+
 static dlt_status build_model(trainer *t)
 {
     dlt_config *c = &t->cfg;
-    int ch, h, w;
-    dlt_dataset_shape(t->train_ds, &ch, &h, &w);
+    int ch = 0, h = 0, w = 0;
+    if (!t->text) dlt_dataset_shape(t->train_ds, &ch, &h, &w);
     dlt_model_cfg mc = {
         .layers = c->layers, .n_layers = c->n_layers, .loss = c->loss,
         .input = { 3, { ch, h, w } }, .n_classes = t->classes, .max_batch = t->max_local, .seed = c->seed,
     };
+    if (t->text) mc.input = dlt_text_input(t->text);
     DLT_CHECK(dlt_model_build(&mc, t->be, &t->model));
+    DLT_CHECK(dlt_freeze_init(c, t->model, &t->freeze));
     const dlt_tensor *logits = dlt_model_logits(t->model);
     int64_t k = dlt_shape_sample_numel(&logits->shape);
     if (k < t->classes)
         return DLT_ERR(DLT_ERR_SHAPE, "%s: the model outputs %lld values per sample but %s has %d classes",
-                       c->path, (long long)k, dlt_dataset_path(t->train_ds), t->classes);
+                       c->path, (long long)k, t->text ? c->train_data : dlt_dataset_path(t->train_ds), t->classes);
 
     size_t n_params;
     dlt_model_params(t->model, &n_params);
     dlt_backend *be = t->be;
     DLT_CHECK(be->alloc(be, (size_t)t->max_local * (size_t)t->sample_numel * sizeof(float), (void **)&t->x_dev));
-    DLT_CHECK(be->alloc(be, (size_t)t->max_local * sizeof(int32_t), (void **)&t->y_dev));
+    DLT_CHECK(be->alloc(be, (size_t)t->max_local * (size_t)t->label_numel * sizeof(int32_t), (void **)&t->y_dev));
     t->x_host = malloc((size_t)t->max_local * (size_t)t->sample_numel * sizeof(float));
-    t->y_host = malloc((size_t)t->max_local * sizeof(int32_t));
+    t->y_host = malloc((size_t)t->max_local * (size_t)t->label_numel * sizeof(int32_t));
     t->out_host = malloc((size_t)t->max_local * sizeof(float));
     t->grad_host = malloc(n_params * sizeof(float));
     if (!t->x_host || !t->y_host || !t->out_host || !t->grad_host)
@@ -177,7 +273,11 @@ static dlt_status build_model(trainer *t)
         .momentum = c->momentum, .nesterov = c->nesterov, .beta1 = c->beta1, .beta2 = c->beta2,
         .alpha = c->alpha, .eps = c->eps,
     };
-    int64_t steps = dlt_loader_steps(t->train_ld) * c->epochs;
+    /* an optimizer step takes train.accum_steps loader batches */
+    int64_t steps = data_steps(t) / c->accum_steps * c->epochs;
+    if (steps == 0)
+        return DLT_ERR(DLT_ERR_CONFIG, "%s: train.accum_steps %d is more than the %lld batches of an epoch",
+                       c->path, c->accum_steps, (long long)data_steps(t));
     if (c->max_steps > 0 && c->max_steps < steps) steps = c->max_steps;
     o->sched = (dlt_sched){
         .kind = (dlt_sched_kind)dlt_sched_kind_parse(c->schedule), .lr = c->lr, .lr_min = c->lr_min,
@@ -215,8 +315,11 @@ static dlt_status open_run_dir(trainer *t)
     dlt_config_write(c, f);
     fclose(f);
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
-    t->jsonl = fopen(path, "w");
+    /* a resumed run continues the file, minus steps past its checkpoint */
+    if (t->pos.step > 0) DLT_CHECK(dlt_jsonl_truncate(path, t->pos.step));
+    t->jsonl = fopen(path, t->pos.step > 0 ? "a" : "w");
     if (!t->jsonl) return DLT_ERR(DLT_ERR_IO, "%s: cannot write", path);
+    DLT_CHECK(dlt_tboard_open(t->run_dir, &t->tb));
     return DLT_OK;
 }
 
@@ -237,14 +340,32 @@ static void set_threads(trainer *t)
     openblas_set_num_threads(n);
 }
 
+/* Resume or model.init_from (launcher/ckpt_run.c), before the run dir opens. */
+static dlt_status start_checkpoints(trainer *t)
+{
+    int ch = 1, h = 1, w = (int)t->sample_numel; /* token models: (1, 1, L) */
+    if (!t->text) dlt_dataset_shape(t->train_ds, &ch, &h, &w);
+    dlt_ckpt_src src = { .model = t->model, .opt = &t->opt, .cfg = &t->cfg, .world = t->world,
+                         .input = { ch, h, w }, .classes = t->classes };
+    t->num = (dlt_numerics){ .skip = !strcmp(t->cfg.nonfinite, "skip"), .max_skips = t->cfg.max_skips };
+    dlt_signals_install();
+    DLT_CHECK(dlt_ckpt_run_start(&t->ck, &src, t->comm, &t->pos));
+    t->num.skips = t->pos.skips;
+    return DLT_OK;
+}
+
 static dlt_status setup(trainer *t, int argc, char **argv)
 {
     if (argc < 1) return DLT_ERR(DLT_ERR_INVALID, "usage: dltrain train CONFIG [key=value ...]");
     DLT_CHECK(dlt_config_load(argv[0], argv + 1, argc - 1, &t->cfg));
+    dlt_comm_set_timeout(t->comm, t->cfg.comm_timeout_s);
+    DLT_CHECK(dlt_fault_from_env(&t->fault));
     set_threads(t);
     DLT_CHECK(dlt_device_open(t->cfg.device, dlt_comm_local_rank(t->comm), &t->be));
     DLT_CHECK(open_data(t));
     DLT_CHECK(build_model(t));
+    if (t->dry_run) return dlt_dry_run(&t->cfg, t->comm, t->be, t->train_ds, t->test_ds, t->train_ld, t->model);
+    DLT_CHECK(start_checkpoints(t));
     return open_run_dir(t);
 }
 
@@ -253,15 +374,17 @@ static void evaluate(trainer *t, double *loss, double *acc)
 {
     dlt_backend *be = t->be;
     double sums[3] = { 0, 0, 0 }; /* loss, correct, samples */
-    STEP_CHECK(t, dlt_loader_start_epoch(t->test_ld, 0));
+    dlt_comm_set_where(t->comm, -1, "eval");
+    STEP_CHECK(t, data_start(t, 1, 0));
     for (;;) {
         int n, global_n;
         int64_t sample0;
-        STEP_CHECK(t, dlt_loader_next(t->test_ld, t->x_host, t->y_host, &n, &sample0, &global_n));
+        double gcount;
+        STEP_CHECK(t, data_next(t, 1, &n, &sample0, &global_n, &gcount));
         if (global_n == 0) break;
         if (n == 0) continue;
         STEP_CHECK(t, be->upload(be, t->x_dev, t->x_host, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
-        STEP_CHECK(t, be->upload(be, t->y_dev, t->y_host, (size_t)n * sizeof(int32_t)));
+        STEP_CHECK(t, be->upload(be, t->y_dev, t->y_host, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
         dlt_step_ctx ctx = { .train = 0, .seed = t->cfg.seed, .sample0 = sample0, .labels = t->y_dev };
         dlt_model_out out;
         STEP_CHECK(t, dlt_model_forward(t->model, t->x_dev, n, &ctx, &out));
@@ -271,7 +394,9 @@ static void evaluate(trainer *t, double *loss, double *acc)
             STEP_CHECK(t, be->download(be, t->out_host, out.correct, (size_t)n * sizeof(float)));
             for (int i = 0; i < n; i++) sums[1] += t->out_host[i];
         }
-        sums[2] += n;
+        double counted;
+        STEP_CHECK(t, sum_out(t, out.count, n, &counted));
+        sums[2] += counted;
     }
     STEP_CHECK(t, dlt_comm_allreduce_f64(t->comm, sums, 3));
     *loss = sums[0] / sums[2];
@@ -287,60 +412,88 @@ typedef struct {
 static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, int classifier)
 {
     dlt_backend *be = t->be;
-    int n, global_n;
-    int64_t sample0;
-    double tw = now_s();
-    STEP_CHECK(t, dlt_loader_next(t->train_ld, t->x_host, t->y_host, &n, &sample0, &global_n));
-    win->wait += now_s() - tw;
-    if (global_n == 0) return 0;
-
-    dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = sample0, .labels = t->y_dev };
     size_t n_params;
-    float *w = dlt_model_params(t->model, &n_params);
     float *g = dlt_model_grads(t->model, &n_params);
-    if (n > 0) {
-        STEP_CHECK(t, be->upload(be, t->x_dev, t->x_host, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
-        STEP_CHECK(t, be->upload(be, t->y_dev, t->y_host, (size_t)n * sizeof(int32_t)));
-        dlt_model_out out;
-        STEP_CHECK(t, dlt_model_forward(t->model, t->x_dev, n, &ctx, &out));
-        STEP_CHECK(t, dlt_model_backward(t->model, n, &ctx, 1.0f / (float)global_n));
-        STEP_CHECK(t, be->download(be, t->out_host, out.loss, (size_t)n * sizeof(float)));
-        for (int i = 0; i < n; i++) win->loss += t->out_host[i];
-        if (classifier && out.correct) {
-            STEP_CHECK(t, be->download(be, t->out_host, out.correct, (size_t)n * sizeof(float)));
-            for (int i = 0; i < n; i++) win->correct += t->out_host[i];
+    /* Gradient accumulation: K micro-batches add into the gradient arena,
+     * each scaled by 1 / (K * global micro-batch) so the sum is the mean
+     * over the whole global batch; only the last one's backward starts the
+     * bucketed reduction (dist.c). An epoch ending mid-step drops the partial
+     * step; the next one starts from zeroed gradients. */
+    const int accum = t->cfg.accum_steps;
+    const double loss0 = win->loss, correct0 = win->correct, samples0 = win->samples;
+    for (int micro = 0; micro < accum; micro++) {
+        const int last = micro == accum - 1;
+        int n, global_n;
+        int64_t sample0;
+        double tw = now_s();
+        dlt_comm_set_where(t->comm, step, "data");
+        double gcount;
+        STEP_CHECK(t, data_next(t, 0, &n, &sample0, &global_n, &gcount));
+        win->wait += now_s() - tw;
+        if (global_n == 0) return 0;
+
+        dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = sample0, .labels = t->y_dev };
+        if (n > 0) {
+            STEP_CHECK(t, be->upload(be, t->x_dev, t->x_host, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
+            STEP_CHECK(t, be->upload(be, t->y_dev, t->y_host, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
+            dlt_model_out out;
+            STEP_CHECK(t, dlt_fault_maybe(&t->fault, t->rank, step));
+            dlt_comm_set_where(t->comm, step, "forward");
+            double tk = now_s();
+            STEP_CHECK(t, dlt_model_forward(t->model, t->x_dev, n, &ctx, &out));
+            tk = dlt_tick(&t->num.time[DLT_TIME_FORWARD], tk);
+            dlt_comm_set_where(t->comm, step, "backward");
+            STEP_CHECK(t, dlt_dist_begin(t->dist, step, last));
+            float scale = 1.0f / ((float)(gcount > 0 ? gcount : 1) * (float)accum);
+            STEP_CHECK(t, micro ? dlt_model_backward_accumulate(t->model, n, &ctx, scale)
+                                : dlt_model_backward(t->model, n, &ctx, scale));
+            dlt_tick(&t->num.time[DLT_TIME_BACKWARD], tk);
+            STEP_CHECK(t, be->download(be, t->out_host, out.loss, (size_t)n * sizeof(float)));
+            for (int i = 0; i < n; i++) win->loss += t->out_host[i];
+            if (classifier && out.correct) {
+                STEP_CHECK(t, be->download(be, t->out_host, out.correct, (size_t)n * sizeof(float)));
+                for (int i = 0; i < n; i++) win->correct += t->out_host[i];
+            }
+            double counted;
+            STEP_CHECK(t, sum_out(t, out.count, n, &counted));
+            win->samples += counted;
+        } else {
+            STEP_CHECK(t, dlt_dist_begin(t->dist, step, last));
+            if (micro == 0) STEP_CHECK(t, be->fill(be, g, n_params, 0.0f));
         }
-        win->samples += n;
-    } else {
-        STEP_CHECK(t, be->fill(be, g, n_params, 0.0f));
     }
 
-    if (t->world > 1) {
-        if (!strcmp(be->name, "cpu")) {
-            STEP_CHECK(t, dlt_comm_allreduce_f32(t->comm, g, n_params));
-        } else {
-            STEP_CHECK(t, be->download(be, t->grad_host, g, n_params * sizeof(float)));
-            STEP_CHECK(t, dlt_comm_allreduce_f32(t->comm, t->grad_host, n_params));
-            STEP_CHECK(t, be->upload(be, g, t->grad_host, n_params * sizeof(float)));
-        }
-    }
-    /* The summed gradient is identical on every rank, so this check needs no
-     * message: every rank stops at the same step. */
-    dlt_status st = dlt_optim_step(&t->opt, w, g, grad_norm);
-    if (st == DLT_ERR_NUMERIC) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "step %lld: the gradients are not finite (norm %s, this rank's loss sum %s); "
-                 "check the data or lower optimizer.lr / set optimizer.clip_norm",
-                 (long long)step, isnan(*grad_norm) ? "nan" : "inf", isfinite(win->loss) ? "finite" : "not finite");
-        die(t, msg);
+    dlt_comm_set_where(t->comm, step, "allreduce");
+    double tk = now_s();
+    STEP_CHECK(t, dlt_dist_finish(t->dist));
+    tk = dlt_tick(&t->num.time[DLT_TIME_COMM], tk);
+    /* numerics.c: one tiny allreduce agrees on stop signals and non-finite
+     * losses, then the optimizer steps or skips, alike on every rank. */
+    dlt_comm_set_where(t->comm, step, "optimizer");
+    int applied;
+    STEP_CHECK(t, dlt_freeze_before(t->freeze));
+    dlt_status st = dlt_numerics_step(&t->num, t->comm, t->model, &t->opt, step, win->loss - loss0, grad_norm,
+                                      &applied, &t->stop);
+    if (st == DLT_OK) STEP_CHECK(t, dlt_freeze_after(t->freeze));
+    if (st == DLT_ERR_NUMERIC) { /* agreed on every rank: one message, all leave */
+        if (t->rank == 0) fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
+        dlt_comm_free(t->comm);
+        exit(1);
     }
     STEP_CHECK(t, st);
+    if (!applied) { /* a skipped step does not count in the logged loss */
+        win->loss = loss0;
+        win->correct = correct0;
+        win->samples = samples0;
+    }
+    dlt_tick(&t->num.time[DLT_TIME_OPTIM], tk);
     return 1;
 }
 
 static void log_train(trainer *t, int64_t step, int64_t epoch, window *win, double grad_norm, int classifier)
 {
     double s[3] = { win->loss, win->correct, win->samples };
+    dlt_comm_set_where(t->comm, step, "log");
     STEP_CHECK(t, dlt_comm_allreduce_f64(t->comm, s, 3));
     double dt = now_s() - win->t0;
     dlt_record r = {
@@ -348,12 +501,13 @@ static void log_train(trainer *t, int64_t step, int64_t epoch, window *win, doub
         .accuracy = classifier ? s[1] / s[2] : NAN, .samples_per_s = s[2] / dt,
         .lr = t->opt.h.lr, .grad_norm = grad_norm, .data_wait = win->wait / dt,
     };
+    double times[DLT_TIME_N];
+    dlt_numerics_times(&t->num, win->wait, times);
+    r.time_breakdown = times;
+    dlt_progress_train(&t->prog, &r);
     if (t->rank == 0) {
-        printf("epoch %lld step %lld loss %.4f", (long long)epoch + 1, (long long)step, r.loss);
-        if (classifier) printf(" acc %.4f", r.accuracy);
-        printf(" lr %.3g %.0f samples/s\n", r.lr, r.samples_per_s);
-        fflush(stdout);
         dlt_record_write(t->jsonl, &r);
+        dlt_tboard_log(&t->tb, &r, 1.0); /* fp32: no loss scaling */
     }
     *win = (window){ .t0 = now_s() };
 }
@@ -362,48 +516,61 @@ static void train_loop(trainer *t)
 {
     dlt_config *c = &t->cfg;
     int classifier = !strcmp(c->loss, "softmax_cross_entropy");
-    int64_t step = 0, steps_per_epoch = dlt_loader_steps(t->train_ld);
+    int64_t step = t->pos.step, steps_per_epoch = data_steps(t) / c->accum_steps;
     int64_t total = steps_per_epoch * c->epochs;
     if (c->max_steps > 0 && c->max_steps < total) total = c->max_steps;
-    double best = NAN, last_eval_loss = NAN, last_eval_acc = NAN;
-    int bad_epochs = 0, stopped_early = 0;
+    double best = t->pos.best, last_eval_loss = NAN, last_eval_acc = NAN;
+    int bad_epochs = t->pos.bad_epochs, stopped_early = 0;
     int64_t timed_samples = 0;
     double t_start = now_s(), t_timed = 0, t_timed0 = 0;
 
     if (t->rank == 0) {
         printf("dltrain: %s, %d rank%s, backend %s, global batch %d, %lld steps/epoch, %lld steps\n", c->name,
-               t->world, t->world > 1 ? "s" : "", t->be->name, c->batch_size, (long long)steps_per_epoch,
+               t->world, t->world > 1 ? "s" : "", t->be->name, c->batch_size * c->accum_steps, (long long)steps_per_epoch,
                (long long)total);
         dlt_model_describe(t->model, stdout);
         printf("run dir: %s\n", t->run_dir);
         fflush(stdout);
     }
+    /* epochs shown: those the run will reach (train.max_steps may end it early) */
+    dlt_progress_init(&t->prog, stdout, t->rank == 0, c->log_progress, classifier, total,
+                      (total + steps_per_epoch - 1) / steps_per_epoch, c->batch_size, step);
 
     window win = { .t0 = now_s() };
     double grad_norm = NAN;
-    int64_t epoch = 0;
-    for (; epoch < c->epochs && step < total && !stopped_early; epoch++) {
-        STEP_CHECK(t, dlt_loader_start_epoch(t->train_ld, epoch));
+    /* a resumed run re-enters its epoch where the checkpoint left it */
+    int64_t epoch = t->pos.epoch, in_epoch = t->pos.epoch_step;
+    if (t->pos.evaluated) epoch++, in_epoch = 0;
+    for (; epoch < c->epochs && step < total && !stopped_early && !t->stop; epoch++, in_epoch = 0) {
+        STEP_CHECK(t, data_start(t, 0, epoch));
+        if (t->text) dlt_text_skip(t->text, 0, in_epoch * c->accum_steps);
+        else STEP_CHECK(t, dlt_loader_skip(t->train_ld, in_epoch * c->accum_steps, t->x_host, t->y_host));
         while (step < total && train_step(t, step, &win, &grad_norm, classifier)) {
             step++;
             /* throughput excludes the first steps (caches, page faults) */
             if (step == 5) t_timed0 = now_s();
-            if (step > 5) timed_samples += c->batch_size;
+            if (step > 5) timed_samples += (int64_t)c->batch_size * c->accum_steps;
             if (step % c->log_every == 0 || step == total) log_train(t, step, epoch, &win, grad_norm, classifier);
+            dlt_progress_step(&t->prog, step, epoch);
+            t->pos = (dlt_train_pos){ .step = step, .epoch = epoch, .epoch_step = ++in_epoch, .best = best,
+                                      .bad_epochs = bad_epochs, .best_ckpt = t->pos.best_ckpt, .skips = t->num.skips };
+            if (t->stop) break;
+            STEP_CHECK(t, dlt_ckpt_run_step(&t->ck, &t->pos));
         }
+        dlt_progress_end_line(&t->prog);
         int last = step >= total;
-        if (t->test_ld && c->eval_every_epochs > 0 && ((epoch + 1) % c->eval_every_epochs == 0 || last)) {
+        if (!t->stop && (t->test_ld || (t->text && dlt_text_has_test(t->text))) && c->eval_every_epochs > 0 && ((epoch + 1) % c->eval_every_epochs == 0 || last)) {
             double te = now_s();
             evaluate(t, &last_eval_loss, &last_eval_acc);
             t_timed0 += now_s() - te; /* evaluation is not training throughput */
             if (t->rank == 0) {
-                printf("epoch %lld eval loss %.4f%s", (long long)epoch + 1, last_eval_loss, classifier ? "" : "\n");
-                if (classifier) printf(" acc %.4f\n", last_eval_acc);
-                fflush(stdout);
                 dlt_record r = { .split = "eval", .step = step, .epoch = epoch, .loss = last_eval_loss,
                                  .accuracy = classifier ? last_eval_acc : NAN, .samples_per_s = NAN,
                                  .lr = NAN, .grad_norm = NAN, .data_wait = NAN };
+                dlt_progress_eval(&t->prog, &r);
+                if (t->text) dlt_text_report_eval(t->text, last_eval_loss, last_eval_acc, stdout);
                 dlt_record_write(t->jsonl, &r);
+                dlt_tboard_log(&t->tb, &r, NAN);
             }
             if (c->early_metric[0]) {
                 int maximize = !strcmp(c->early_metric, "accuracy");
@@ -418,7 +585,19 @@ static void train_loop(trainer *t)
                                c->early_metric, bad_epochs, best);
                 }
             }
+            t->pos.evaluated = 1;
+            t->pos.best = best;
+            t->pos.bad_epochs = bad_epochs;
+            STEP_CHECK(t, dlt_ckpt_run_eval(&t->ck, &t->pos, last_eval_loss, classifier ? last_eval_acc : NAN));
         }
+    }
+    if (t->stop) { /* SIGTERM/SIGUSR1 on some rank: save where we are and leave cleanly */
+        char path[DLT_PATH_LEN + 64];
+        STEP_CHECK(t, dlt_ckpt_run_save(&t->ck, &t->pos, NULL, path, sizeof path));
+        if (t->rank == 0)
+            printf("stopped by a signal at step %lld: checkpoint %s; continue with checkpoint.resume=auto\n",
+                   (long long)step, path);
+        return;
     }
     t_timed = now_s() - t_timed0;
     double sps = step > 5 && t_timed > 0 ? (double)timed_samples / t_timed : NAN;
@@ -427,7 +606,7 @@ static void train_loop(trainer *t)
     if (t->rank == 0) {
         char path[DLT_PATH_LEN + 32];
         snprintf(path, sizeof path, "%s/model.h5", t->run_dir);
-        STEP_CHECK(t, dlt_weights_save(t->model, path));
+        STEP_CHECK(t, dlt_ckpt_save(&t->ck.src, &t->pos, path)); /* a full checkpoint: eval, predict, resume */
         printf("done: %lld steps in %.1f s, %.0f samples/s", (long long)step, elapsed, sps);
         if (!isnan(last_eval_loss)) printf(", eval loss %.4f", last_eval_loss);
         if (classifier && !isnan(last_eval_acc)) printf(", eval accuracy %.4f", last_eval_acc);
@@ -457,28 +636,51 @@ int dlt_cmd_train(int argc, char **argv)
     }
     t.rank = dlt_comm_rank(t.comm);
     t.world = dlt_comm_size(t.comm);
+    if (dlt_comm_check_launch(t.comm) != DLT_OK) {
+        fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
+        dlt_comm_free(t.comm);
+        return 1;
+    }
 
+    argc = dlt_train_flags(argc, argv, &t.dry_run);
     dlt_status st = dlt_comm_agree(t.comm, setup(&t, argc, argv));
     if (st != DLT_OK) {
         if (t.rank == 0) fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
         dlt_comm_free(t.comm);
         return 1;
     }
+    if (t.dry_run) {
+        dlt_comm_free(t.comm);
+        return 0;
+    }
     size_t n;
     float *p = dlt_model_params(t.model, &n);
     STEP_CHECK(&t, bcast_arena(&t, p, n));
     p = dlt_model_state(t.model, &n);
     STEP_CHECK(&t, bcast_arena(&t, p, n));
+    /* same config and binary everywhere, the rank table, then buckets/NCCL */
+    st = dlt_dist_check_start(t.comm, &t.cfg, t.be);
+    if (st == DLT_OK) st = dlt_comm_agree(t.comm, dlt_dist_init(t.comm, &t.cfg, t.be, t.model, &t.dist));
+    if (st != DLT_OK) {
+        if (t.rank == 0) fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
+        dlt_dist_free(t.dist, NULL);
+        dlt_comm_free(t.comm);
+        return 1;
+    }
 
     train_loop(&t);
 
     if (t.jsonl) fclose(t.jsonl);
+    dlt_tboard_close(t.tb);
+    dlt_dist_free(t.dist, t.run_dir);
     dlt_optim_free(&t.opt);
     dlt_model_free(t.model);
     if (t.test_ld) dlt_loader_free(t.test_ld);
-    dlt_loader_free(t.train_ld);
+    if (t.train_ld) dlt_loader_free(t.train_ld);
     if (t.test_ds) dlt_dataset_close(t.test_ds);
-    dlt_dataset_close(t.train_ds);
+    if (t.train_ds) dlt_dataset_close(t.train_ds);
+    dlt_text_free(t.text);
+    dlt_freeze_free(t.freeze);
     t.be->free(t.be, t.x_dev);
     t.be->free(t.be, t.y_dev);
     free(t.x_host);

@@ -10,8 +10,12 @@ libhdf5-dev hdf5-tools
 check
 libopenblas-dev
 libyaml-dev
-dataset-fashion-mnist
-python3 python3-torch python3-h5py python3-numpy"
+libpng-dev
+dataset-fashion-mnist wordnet-base
+python3 python3-torch python3-h5py python3-numpy
+slurm-wlm munge
+protobuf-c-compiler libprotobuf-c-dev libonnx-dev
+python3-matplotlib python3-venv python3-pip"
 
 missing=""
 for p in $PKGS; do

@@ -10,7 +10,14 @@
  * turn, spinning briefly and then sleeping 50 us between polls so a long
  * allreduce does not burn a core; on an NCCL error or at the deadline the
  * communicator is aborted (which also stops its GPU kernels) and the caller
- * gets DLT_ERR_COMM naming the cause. */
+ * gets DLT_ERR_COMM naming the cause.
+ *
+ * Overlapped sums (gradient buckets) run on a second stream of our own: an
+ * event recorded on the compute stream when a bucket is complete makes the
+ * communication stream wait for exactly that work, so the reduction runs
+ * while the compute stream goes on with the earlier layers' backward. The
+ * caller polls the communication stream to completion before the optimizer,
+ * so the compute stream needs no event back. */
 #include "comm/nccl/nccl.h"
 
 #include <cuda_runtime_api.h>
@@ -29,6 +36,8 @@ struct dlt_nccl {
     ncclComm_t comm;        /* NULL once aborted (ncclCommAbort frees it) */
     int device;
     cudaStream_t stream;    /* the CUDA backend's stream */
+    cudaStream_t comm_stream;  /* overlapped sums; NULL until first needed */
+    cudaEvent_t ready;      /* recorded on stream before each overlapped sum */
     double timeout_s;
     int nranks, rank;
 };
@@ -90,11 +99,12 @@ static dlt_status wait_comm(struct dlt_nccl *c, const char *what, double deadlin
     }
 }
 
-/* Waits until the stream has drained, watching the communicator for errors. */
-static dlt_status wait_stream(struct dlt_nccl *c, const char *what, double deadline)
+/* Waits until stream s has drained, watching the communicator for errors. */
+static dlt_status wait_stream(struct dlt_nccl *c, cudaStream_t s, const char *what,
+                              double deadline)
 {
     for (int iter = 0;; iter++) {
-        cudaError_t e = cudaStreamQuery(c->stream);
+        cudaError_t e = cudaStreamQuery(s);
         if (e == cudaSuccess) return DLT_OK;
         if (e != cudaErrorNotReady)
             return DLT_ERR(DLT_ERR_DEVICE, "NCCL %s: cudaStreamQuery failed: %s", what,
@@ -189,7 +199,53 @@ dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n)
     if (r != ncclSuccess && r != ncclInProgress)
         return fail_abort(c, "allreduce", ncclGetErrorString(r));
     DLT_CHECK(wait_comm(c, "allreduce", deadline));
-    return wait_stream(c, "allreduce", deadline);
+    return wait_stream(c, c->stream, "allreduce", deadline);
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
+{
+    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL communicator");
+    if (!c->comm)
+        return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
+    if (n == 0) return DLT_OK;
+    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
+    CUDA_CHECK(cudaSetDevice(c->device));
+    if (!c->comm_stream) {
+        CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm_stream, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    }
+    CUDA_CHECK(cudaEventRecord(c->ready, c->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->comm_stream, c->ready, 0));
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->comm_stream);
+    if (r != ncclSuccess && r != ncclInProgress)
+        return fail_abort(c, "allreduce", ncclGetErrorString(r));
+    /* a non-blocking communicator may still be enqueueing; the next NCCL
+     * call must wait for that, the GPU work itself goes on */
+    return wait_comm(c, "allreduce", now_s() + c->timeout_s);
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_wait_all(dlt_nccl_t c)
+{
+    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL wait: NULL communicator");
+    if (!c->comm_stream) return DLT_OK;
+    if (!c->comm) return DLT_ERR(DLT_ERR_COMM, "NCCL wait: the communicator was aborted earlier");
+    CUDA_CHECK(cudaSetDevice(c->device));
+    return wait_stream(c, c->comm_stream, "allreduce", now_s() + c->timeout_s);
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_bus_id(dlt_backend *be, char *buf, size_t len)
+{
+    if (!buf || len < 16) return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_bus_id: buffer too small");
+    buf[0] = '\0';
+    int device = dlt_cuda_device(be);
+    if (device < 0)
+        return DLT_ERR(DLT_ERR_INVALID, "dlt_nccl_bus_id: backend '%s' is not a CUDA backend",
+                       be ? be->name : "(null)");
+    CUDA_CHECK(cudaDeviceGetPCIBusId(buf, (int)len, device));
+    return DLT_OK;
 }
 
 /* Contract: see nccl.h. */
@@ -215,6 +271,11 @@ void dlt_nccl_free(dlt_nccl_t c)
         else
             dlt_nccl_abort(c);
         c->comm = NULL;
+    }
+    if (c->comm_stream) {
+        cudaSetDevice(c->device);
+        cudaEventDestroy(c->ready);
+        cudaStreamDestroy(c->comm_stream);
     }
     free(c);
 }

@@ -41,6 +41,21 @@ dlt_status dlt_nccl_init(dlt_backend *be, const void *id128, int nranks, int ran
  * dlt_nccl_free may be called. */
 dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n);
 
+/* Overlapped form, for gradient buckets: queues the in-place sum of buf (n
+ * floats) on the communicator's own stream, ordered after everything queued
+ * on the backend's stream so far (an event), and returns without waiting.
+ * Collective: every rank starts the same sums in the same order. */
+dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n);
+/* Waits (bounded by the timeout, watching for NCCL errors) until every sum
+ * started with dlt_nccl_allreduce_start is complete; work queued on the
+ * backend's stream afterwards sees the results. DLT_ERR_COMM as above. */
+dlt_status dlt_nccl_wait_all(dlt_nccl_t c);
+
+/* The PCI bus id of the CUDA backend's GPU ("0000:3b:00.0") into buf (len
+ * bytes), to catch two ranks on one GPU before NCCL starts. Needs no
+ * communicator. DLT_ERR_INVALID (not a CUDA backend) or DLT_ERR_DEVICE. */
+dlt_status dlt_nccl_bus_id(dlt_backend *be, char *buf, size_t len);
+
 /* Aborts the communicator without waiting for peers (for the launcher's
  * failure path: unblocks any NCCL kernel). c stays allocated; free it with
  * dlt_nccl_free. NULL is a no-op. */
@@ -56,11 +71,17 @@ void dlt_nccl_free(dlt_nccl_t c);
 #define DLT_NCCL_ALLREDUCE_SUM_F32_SYMBOL "dlt_nccl_allreduce_sum_f32"
 #define DLT_NCCL_ABORT_SYMBOL "dlt_nccl_abort"
 #define DLT_NCCL_FREE_SYMBOL "dlt_nccl_free"
+#define DLT_NCCL_ALLREDUCE_START_SYMBOL "dlt_nccl_allreduce_start"
+#define DLT_NCCL_WAIT_ALL_SYMBOL "dlt_nccl_wait_all"
+#define DLT_NCCL_BUS_ID_SYMBOL "dlt_nccl_bus_id"
 typedef dlt_status (*dlt_nccl_unique_id_fn)(void *id128);
 typedef dlt_status (*dlt_nccl_init_fn)(dlt_backend *be, const void *id128, int nranks, int rank,
                                        double timeout_s, dlt_nccl_t *out);
 typedef dlt_status (*dlt_nccl_allreduce_sum_f32_fn)(dlt_nccl_t c, float *buf, size_t n);
 typedef void (*dlt_nccl_abort_fn)(dlt_nccl_t c);
 typedef void (*dlt_nccl_free_fn)(dlt_nccl_t c);
+typedef dlt_status (*dlt_nccl_allreduce_start_fn)(dlt_nccl_t c, float *buf, size_t n);
+typedef dlt_status (*dlt_nccl_wait_all_fn)(dlt_nccl_t c);
+typedef dlt_status (*dlt_nccl_bus_id_fn)(dlt_backend *be, char *buf, size_t len);
 
 #endif

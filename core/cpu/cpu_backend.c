@@ -13,6 +13,7 @@
 
 #include "core/backend.h"
 #include "core/cpu/cpu_ops.h"
+#include "core/cpu/cpu_seq.h"
 #include "core/status.h"
 
 #define CPU_ALIGN 64
@@ -111,6 +112,17 @@ static const dlt_backend cpu_table = {
     /* .onehot            = */ dlt_cpu_onehot,
 
     /* .opt_update        = */ dlt_cpu_opt_update,
+
+    /* .embedding_fwd     = */ dlt_cpu_embedding_fwd,
+    /* .embedding_bwd     = */ dlt_cpu_embedding_bwd,
+    /* .layernorm_fwd     = */ dlt_cpu_layernorm_fwd,
+    /* .layernorm_bwd     = */ dlt_cpu_layernorm_bwd,
+    /* .softmax_xent_seq_fwd = */ dlt_cpu_softmax_xent_seq_fwd,
+    /* .softmax_xent_seq_bwd = */ dlt_cpu_softmax_xent_seq_bwd,
+    /* .attention_fwd     = */ dlt_cpu_attention_fwd,
+    /* .attention_bwd     = */ dlt_cpu_attention_bwd,
+    /* .lstm_fwd          = */ dlt_cpu_lstm_fwd,
+    /* .lstm_bwd          = */ dlt_cpu_lstm_bwd,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by

@@ -184,52 +184,54 @@ static dlt_status impl_init(dlt_cuda_impl *impl)
     return DLT_OK;
 }
 
+/* Ops not listed (the sequence-model ops appended to backend.h) stay NULL:
+ * model build then reports them as not supported on cuda. */
 static const dlt_backend cuda_table = {
-    /* .abi               = */ DLT_BACKEND_ABI,
-    /* .name              = */ "cuda",
-    /* .impl              = */ NULL,
+    .abi = DLT_BACKEND_ABI,
+    .name = "cuda",
+    .impl = NULL,
 
-    /* .destroy           = */ cuda_destroy,
-    /* .alloc             = */ cuda_alloc,
-    /* .free              = */ cuda_free,
-    /* .upload            = */ cuda_upload,
-    /* .download          = */ cuda_download,
-    /* .copy              = */ cuda_copy,
-    /* .fill              = */ dlt_cuda_fill,
-    /* .sync              = */ cuda_sync,
+    .destroy = cuda_destroy,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .fill = dlt_cuda_fill,
+    .sync = cuda_sync,
 
-    /* .gemm              = */ dlt_cuda_gemm,
-    /* .axpy              = */ dlt_cuda_axpy,
-    /* .scale             = */ dlt_cuda_scale,
-    /* .sumsq             = */ dlt_cuda_sumsq,
-    /* .bias_add          = */ dlt_cuda_bias_add,
-    /* .bias_grad         = */ dlt_cuda_bias_grad,
-    /* .add               = */ dlt_cuda_add,
+    .gemm = dlt_cuda_gemm,
+    .axpy = dlt_cuda_axpy,
+    .scale = dlt_cuda_scale,
+    .sumsq = dlt_cuda_sumsq,
+    .bias_add = dlt_cuda_bias_add,
+    .bias_grad = dlt_cuda_bias_grad,
+    .add = dlt_cuda_add,
 
-    /* .conv2d_workspace  = */ dlt_cuda_conv2d_workspace,
-    /* .conv2d_fwd        = */ dlt_cuda_conv2d_fwd,
-    /* .conv2d_bwd_data   = */ dlt_cuda_conv2d_bwd_data,
-    /* .conv2d_bwd_filter = */ dlt_cuda_conv2d_bwd_filter,
+    .conv2d_workspace = dlt_cuda_conv2d_workspace,
+    .conv2d_fwd = dlt_cuda_conv2d_fwd,
+    .conv2d_bwd_data = dlt_cuda_conv2d_bwd_data,
+    .conv2d_bwd_filter = dlt_cuda_conv2d_bwd_filter,
 
-    /* .pool2d_fwd        = */ dlt_cuda_pool2d_fwd,
-    /* .pool2d_bwd        = */ dlt_cuda_pool2d_bwd,
+    .pool2d_fwd = dlt_cuda_pool2d_fwd,
+    .pool2d_bwd = dlt_cuda_pool2d_bwd,
 
-    /* .bnorm_fwd_train   = */ dlt_cuda_bnorm_fwd_train,
-    /* .bnorm_fwd_eval    = */ dlt_cuda_bnorm_fwd_eval,
-    /* .bnorm_bwd         = */ dlt_cuda_bnorm_bwd,
+    .bnorm_fwd_train = dlt_cuda_bnorm_fwd_train,
+    .bnorm_fwd_eval = dlt_cuda_bnorm_fwd_eval,
+    .bnorm_bwd = dlt_cuda_bnorm_bwd,
 
-    /* .act_fwd           = */ dlt_cuda_act_fwd,
-    /* .act_bwd           = */ dlt_cuda_act_bwd,
-    /* .dropout_fwd       = */ dlt_cuda_dropout_fwd,
-    /* .mul_acc           = */ dlt_cuda_mul_acc,
+    .act_fwd = dlt_cuda_act_fwd,
+    .act_bwd = dlt_cuda_act_bwd,
+    .dropout_fwd = dlt_cuda_dropout_fwd,
+    .mul_acc = dlt_cuda_mul_acc,
 
-    /* .softmax_xent_fwd  = */ dlt_cuda_softmax_xent_fwd,
-    /* .softmax_xent_bwd  = */ dlt_cuda_softmax_xent_bwd,
-    /* .mse_fwd           = */ dlt_cuda_mse_fwd,
-    /* .mse_bwd           = */ dlt_cuda_mse_bwd,
-    /* .onehot            = */ dlt_cuda_onehot,
+    .softmax_xent_fwd = dlt_cuda_softmax_xent_fwd,
+    .softmax_xent_bwd = dlt_cuda_softmax_xent_bwd,
+    .mse_fwd = dlt_cuda_mse_fwd,
+    .mse_bwd = dlt_cuda_mse_bwd,
+    .onehot = dlt_cuda_onehot,
 
-    /* .opt_update        = */ dlt_cuda_opt_update,
+    .opt_update = dlt_cuda_opt_update,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

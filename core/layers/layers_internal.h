@@ -25,6 +25,18 @@ extern const dlt_layer_ops dlt_layer_flatten;
 extern const dlt_layer_ops dlt_layer_add;
 extern const dlt_layer_ops dlt_layer_softmax_xent;
 extern const dlt_layer_ops dlt_layer_mse;
+/* sequence models (core/layers/embedding.c, layernorm.c, attention.c,
+ * transformer.c, lstm.c, heads.c, linear.c) */
+extern const dlt_layer_ops dlt_layer_embedding;
+extern const dlt_layer_ops dlt_layer_position_embedding;
+extern const dlt_layer_ops dlt_layer_token_type_embedding;
+extern const dlt_layer_ops dlt_layer_layernorm;
+extern const dlt_layer_ops dlt_layer_self_attention;
+extern const dlt_layer_ops dlt_layer_transformer;
+extern const dlt_layer_ops dlt_layer_lstm;
+extern const dlt_layer_ops dlt_layer_mlm_head;
+extern const dlt_layer_ops dlt_layer_pooler;
+extern const dlt_layer_ops dlt_layer_linear;
 /* A macro layer: the model expands it (core/model.c); its setup() refuses. */
 extern const dlt_layer_ops dlt_layer_resblock;
 
@@ -57,5 +69,16 @@ dlt_status dlt_spec_int_min(const dlt_layer *l, const char *key, long lo, long *
 void dlt_loss_set_scale(dlt_layer *l, float scale);
 /* (n) 1/0 per sample after forward(), or NULL for regression losses. */
 const float *dlt_loss_correct(const dlt_layer *l);
+/* (n) counted tokens per sample after forward() of a per-token loss, else NULL. */
+const float *dlt_loss_count(const dlt_layer *l);
+
+/* ---- hooks of sequence layers, called by core/model.c ---- */
+
+/* After the arenas are allocated and parameters initialised: resolves
+ * references between layers (an mlm_head's `tie` to an embedding's weight).
+ * Returns DLT_ERR_CONFIG naming the layer when a reference is bad. */
+dlt_status dlt_layers_link(dlt_layer *layers, int n);
+/* Clears carried state of l (stateful LSTM); a no-op for other types. */
+void dlt_layer_reset_state(dlt_layer *l);
 
 #endif

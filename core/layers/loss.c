@@ -10,7 +10,13 @@
  * the scale enters, and a standalone layer keeps scale 1, the gradient of the
  * sum. Cross-entropy also records per-sample correctness (first argmax equals
  * the label) for accuracy. mse takes float targets from ctx->targets, or
- * builds one-hot targets from ctx->labels in a per-step buffer. */
+ * builds one-hot targets from ctx->labels in a per-step buffer.
+ *
+ * Cross-entropy on (n, len, k) logits is per token (language models): labels
+ * are (n, len), tokens labelled < 0 are ignored, a sample's loss is the sum
+ * over its counted tokens, correct counts its correct tokens and count (n)
+ * its counted tokens, so that the caller can average over all counted tokens
+ * of the global batch (loss_scale = 1 / that number). */
 #include <stdlib.h>
 
 #include "core/layers/layers_internal.h"
@@ -25,6 +31,8 @@ typedef struct {
     float *probs;          /* (n, k) softmax, cross-entropy only */
     float *correct;        /* (n) cross-entropy only */
     float *onehot;         /* (n, k) mse targets built from labels */
+    int len;               /* tokens per sample of per-token cross-entropy, 0 otherwise */
+    float *count;          /* (n) counted tokens, per-token cross-entropy only */
     const float *target;   /* (n, k) what the last mse forward compared with */
 } loss_priv;
 
@@ -52,20 +60,37 @@ const float *dlt_loss_correct(const dlt_layer *l)
     return p->correct;
 }
 
+const float *dlt_loss_count(const dlt_layer *l)
+{
+    const loss_priv *p = l->priv;
+    return p->count;
+}
+
 /* ---- softmax cross-entropy ---- */
 
 static dlt_status xent_setup(dlt_layer *l)
 {
     const dlt_shape *xs = &l->x[0].shape;
-    if (xs->ndim != 2) {
+    if (xs->ndim != 2 && xs->ndim != 3) {
         char b[96];
         return DLT_LAYER_ERR(l, DLT_ERR_SHAPE,
-                             "logits %s are not (n, classes); add a flatten or dense layer",
-                             dlt_shape_str(xs, b, sizeof b));
+                             "logits %s are not (n, classes) or (n, len, classes); add a "
+                             "flatten or dense layer", dlt_shape_str(xs, b, sizeof b));
     }
     loss_priv *p = NULL;
     DLT_CHECK(loss_priv_new(l, &p));
     int64_t n = xs->d[0];
+    if (xs->ndim == 3) {
+        if (!l->be->softmax_xent_seq_fwd || !l->be->softmax_xent_seq_bwd)
+            return DLT_LAYER_ERR(l, DLT_ERR_UNSUPPORTED, "per-token cross-entropy needs op "
+                                 "softmax_xent_seq_fwd, not supported on backend %s",
+                                 l->be->name);
+        p->len = (int)xs->d[1];
+        p->k = (int)xs->d[2];
+        dlt_layer_add_buffer(l, &p->correct, n);
+        dlt_layer_add_buffer(l, &p->count, n);
+        return DLT_OK;
+    }
     dlt_layer_add_buffer(l, &p->probs, n * p->k);
     dlt_layer_add_buffer(l, &p->correct, n);
     return DLT_OK;
@@ -75,6 +100,9 @@ static dlt_status xent_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
 {
     loss_priv *p = l->priv;
     if (!ctx->labels) return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "no labels given");
+    if (p->len)
+        return l->be->softmax_xent_seq_fwd(l->be, n, p->len, p->k, l->x[0].data, ctx->labels,
+                                           l->y.data, p->correct, p->count);
     return l->be->softmax_xent_fwd(l->be, n, p->k, l->x[0].data, ctx->labels, p->probs,
                                    l->y.data, p->correct);
 }
@@ -84,6 +112,9 @@ static dlt_status xent_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     loss_priv *p = l->priv;
     if (!l->dx[0].data) return DLT_OK;
     if (!ctx->labels) return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "no labels given");
+    if (p->len)
+        return l->be->softmax_xent_seq_bwd(l->be, n * p->len, p->k, l->x[0].data, ctx->labels,
+                                           p->scale, l->dx[0].data);
     return l->be->softmax_xent_bwd(l->be, n, p->k, p->probs, ctx->labels, p->scale,
                                    l->dx[0].data);
 }

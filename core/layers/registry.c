@@ -47,6 +47,21 @@ static const char *const ops_add[] = { "add", "axpy", NULL };
 static const char *const ops_xent[] = { "softmax_xent_fwd", "softmax_xent_bwd", NULL };
 static const char *const ops_mse[] = { "mse_fwd", "mse_bwd", "onehot", NULL };
 static const char *const ops_none[] = { NULL };
+static const char *const ops_embedding[] = { "embedding_fwd", "embedding_bwd", NULL };
+static const char *const ops_addemb[] = { "copy", "bias_add", "bias_grad", "axpy", NULL };
+static const char *const ops_layernorm[] = { "layernorm_fwd", "layernorm_bwd", NULL };
+static const char *const ops_attention[] = { "gemm", "bias_add", "bias_grad", "attention_fwd",
+                                             "attention_bwd", "fill", NULL };
+static const char *const ops_transformer[] = { "gemm", "bias_add", "bias_grad", "attention_fwd",
+                                               "attention_bwd", "layernorm_fwd", "layernorm_bwd",
+                                               "act_fwd", "act_bwd", "dropout_fwd", "mul_acc",
+                                               "add", "axpy", "fill", NULL };
+static const char *const ops_lstm[] = { "lstm_fwd", "lstm_bwd", "dropout_fwd", "mul_acc", "axpy",
+                                        "fill", NULL };
+static const char *const ops_mlm[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
+                                       "layernorm_fwd", "layernorm_bwd", "fill", NULL };
+static const char *const ops_pooler[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
+                                          "fill", NULL };
 
 static const struct {
     const dlt_layer_ops *ops;
@@ -68,6 +83,16 @@ static const struct {
     { &dlt_layer_resblock, ops_none },
     { &dlt_layer_softmax_xent, ops_xent },
     { &dlt_layer_mse, ops_mse },
+    { &dlt_layer_embedding, ops_embedding },
+    { &dlt_layer_position_embedding, ops_addemb },
+    { &dlt_layer_token_type_embedding, ops_addemb },
+    { &dlt_layer_layernorm, ops_layernorm },
+    { &dlt_layer_self_attention, ops_attention },
+    { &dlt_layer_transformer, ops_transformer },
+    { &dlt_layer_lstm, ops_lstm },
+    { &dlt_layer_mlm_head, ops_mlm },
+    { &dlt_layer_pooler, ops_pooler },
+    { &dlt_layer_linear, ops_dense },
 };
 #define N_TYPES (sizeof registry / sizeof registry[0])
 
@@ -86,7 +111,12 @@ const dlt_layer_ops *const *dlt_layer_all(void)
         &dlt_layer_relu,    &dlt_layer_sigmoid,      &dlt_layer_tanh,
         &dlt_layer_gelu,    &dlt_layer_dropout,      &dlt_layer_flatten,
         &dlt_layer_add,     &dlt_layer_resblock,     &dlt_layer_softmax_xent,
-        &dlt_layer_mse,     NULL,
+        &dlt_layer_mse,
+        &dlt_layer_embedding, &dlt_layer_position_embedding, &dlt_layer_token_type_embedding,
+        &dlt_layer_layernorm, &dlt_layer_self_attention, &dlt_layer_transformer,
+        &dlt_layer_lstm,    &dlt_layer_mlm_head,     &dlt_layer_pooler,
+        &dlt_layer_linear,
+        NULL,
     };
     _Static_assert(sizeof all / sizeof all[0] == N_TYPES + 1, "registry and list differ");
     return all;

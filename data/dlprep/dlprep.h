@@ -49,4 +49,30 @@ typedef struct {
 /* `dlprep synthetic`: class-dependent patterns plus noise, train and test. */
 dlt_status dlt_prep_synthetic(const dlt_prep_out *out, const dlt_prep_synth_cfg *cfg);
 
+/* `dlprep text` (text.c): vocabulary and token shards from WordNet glosses
+ * or the lines of a text file. */
+typedef struct {
+    const char *outdir;
+    const char *corpus;        /* "wordnet" or a file */
+    const char *wordnet_dir;   /* where data.noun etc. live */
+    int wordpiece;             /* 0: word vocabulary */
+    int vocab_size, min_count, seq_len;
+    const char *layout;        /* "sentences" | "stream" */
+    const char *labels;        /* "lexname" | "pos" | "none" (WordNet only) */
+    double test_frac;
+    int64_t shard_size, max_units;
+    uint64_t seed;
+} dlt_prep_text_cfg;
+
+dlt_status dlt_prep_text(const dlt_prep_text_cfg *cfg);
+
+/* png.c: writes rgb (h, w, 3) as an 8-bit RGB PNG. */
+dlt_status dlt_prep_png_write(const char *path, int w, int h, const uint8_t *rgb);
+
+/* preview.c: `dlprep preview` (PNG grid of augmented samples) and `dlprep
+ * scan` (one timed loader epoch); each parses its own options (argv after
+ * the command) and returns the exit status. */
+int dlt_prep_cmd_preview(int argc, char **argv);
+int dlt_prep_cmd_scan(int argc, char **argv);
+
 #endif

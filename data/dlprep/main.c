@@ -40,6 +40,22 @@ static void usage(FILE *to)
             "      --seed S             random seed (default 0)\n"
             "      --test-n M           test samples (default N/6; 0: no test split)\n"
             "      --shard-size N       samples per shard (default %d)\n"
+            "  text OUTDIR              vocabulary + token shards (tokens int32 [N,L]) from text\n"
+            "      --corpus wordnet|FILE  WordNet glosses (wordnet-base) or one unit per line (default wordnet)\n"
+            "      --vocab word|wordpiece  vocabulary kind (default word)\n"
+            "      --vocab-size N       ids incl. [PAD] [UNK] [CLS] [SEP] [MASK] (default 10000)\n"
+            "      --min-count N        drop rarer words (default 2)\n"
+            "      --seq-len L          tokens per row (default 32)\n"
+            "      --layout sentences|stream  one unit per row, or one running text (default sentences)\n"
+            "      --labels lexname|pos|none  WordNet labels of each gloss (default lexname)\n"
+            "      --test-frac F        held-out fraction (default 0.05)\n"
+            "      --max-units N        use only the first N units (0: all)\n"
+            "      --seed S, --shard-size N\n"
+            "  preview CONFIG.yaml|SHARDS OUT.png  PNG grid of training samples after the config's\n"
+            "                           data.augment.* (shards alone: as stored); --n N (64), --epoch E\n"
+            "  scan SHARDS              time one loader epoch: --batch B --threads T --prefetch D\n"
+            "                           --augment flip,rrc,crop,rotate,jitter,noise,cutout\n"
+            "                           --shuffle-block N --max-steps S --cache-mb M --max-open F\n"
             "  help                     this text\n",
             DEFAULT_SHARD_SIZE, DEFAULT_SHARD_SIZE);
 }
@@ -162,6 +178,46 @@ static int cmd_synthetic(int argc, char **argv)
     return run(dlt_prep_synthetic(&out, &cfg));
 }
 
+static int cmd_text(int argc, char **argv)
+{
+    const char *corpus = "wordnet", *vocab = "word", *vsize = "10000", *minc = "2", *L = "32";
+    const char *layout = "sentences", *labels = "lexname", *frac = "0.05", *seed = "0", *maxu = "0";
+    const char *shard = NULL, *wn = "/usr/share/wordnet", *pos[1] = { NULL };
+    opt opts[] = { { "--corpus", &corpus }, { "--vocab", &vocab },   { "--vocab-size", &vsize },
+                   { "--min-count", &minc }, { "--seq-len", &L },    { "--layout", &layout },
+                   { "--labels", &labels },  { "--test-frac", &frac }, { "--seed", &seed },
+                   { "--max-units", &maxu }, { "--shard-size", &shard }, { "--wordnet-dir", &wn } };
+    int npos, rc;
+    if ((rc = parse_args(argc, argv, opts, 12, pos, 1, &npos))) return rc;
+    if (npos != 1) return usage_error("text needs an output directory%s", "");
+    dlt_prep_text_cfg c = { .outdir = pos[0], .corpus = corpus, .wordnet_dir = wn, .layout = layout,
+                            .labels = labels };
+    int64_t v;
+    if (strcmp(vocab, "word") && strcmp(vocab, "wordpiece"))
+        return usage_error("--vocab must be word or wordpiece, got '%s'", vocab);
+    c.wordpiece = !strcmp(vocab, "wordpiece");
+    if (!parse_i64(vsize, 6, 10000000, &v)) return usage_error("--vocab-size must be in 6..10000000, got '%s'", vsize);
+    c.vocab_size = (int)v;
+    if (!parse_i64(minc, 1, INT32_MAX, &v)) return usage_error("--min-count must be >= 1, got '%s'", minc);
+    c.min_count = (int)v;
+    if (!parse_i64(L, 4, 65536, &v)) return usage_error("--seq-len must be in 4..65536, got '%s'", L);
+    c.seq_len = (int)v;
+    if (strcmp(layout, "sentences") && strcmp(layout, "stream"))
+        return usage_error("--layout must be sentences or stream, got '%s'", layout);
+    if (strcmp(labels, "lexname") && strcmp(labels, "pos") && strcmp(labels, "none"))
+        return usage_error("--labels must be lexname, pos or none, got '%s'", labels);
+    char *end;
+    c.test_frac = strtod(frac, &end);
+    if (!*frac || *end || !(c.test_frac >= 0 && c.test_frac < 1))
+        return usage_error("--test-frac must be in [0, 1), got '%s'", frac);
+    if (!parse_i64(maxu, 0, INT32_MAX, &c.max_units)) return usage_error("--max-units must be >= 0, got '%s'", maxu);
+    c.seed = strtoull(seed, &end, 0);
+    if (!*seed || *end) return usage_error("--seed must be an unsigned integer, got '%s'", seed);
+    if ((rc = shard_size(shard, &c.shard_size))) return rc;
+    if (!shard) c.shard_size = 100000;
+    return run(dlt_prep_text(&c));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -180,5 +236,9 @@ int main(int argc, char **argv)
         }
     if (!strcmp(cmd, "fashion-mnist")) return cmd_fashion_mnist(argc - 2, argv + 2);
     if (!strcmp(cmd, "synthetic")) return cmd_synthetic(argc - 2, argv + 2);
-    return usage_error("unknown command '%s'; commands: fashion-mnist, synthetic", cmd);
+    if (!strcmp(cmd, "text")) return cmd_text(argc - 2, argv + 2);
+    if (!strcmp(cmd, "preview")) return dlt_prep_cmd_preview(argc - 2, argv + 2);
+    if (!strcmp(cmd, "scan")) return dlt_prep_cmd_scan(argc - 2, argv + 2);
+    return usage_error("unknown command '%s'; commands: fashion-mnist, synthetic, text, preview, scan",
+                       cmd);
 }

@@ -113,6 +113,36 @@ def main():
     with open(p("bad", "not_hdf5.h5"), "w") as f:
         f.write("this is not an HDF5 file\n")
 
+    # truncated: a valid file cut short; corrupt_gzip: valid metadata, damaged compressed chunks
+    big = formula_images(0, 400, 1, 16, 16)
+    write(p("bad", "truncated.h5"), big, lab(400), chunks=(16, 1, 16, 16))
+    size = os.path.getsize(p("bad", "truncated.h5"))
+    with open(p("bad", "truncated.h5"), "r+b") as f:
+        f.truncate(size * 6 // 10)
+    noisy = np.random.RandomState(5).randint(0, 256, (400, 1, 16, 16)).astype(np.uint8)
+    write(p("bad", "corrupt_gzip.h5"), noisy, lab(400), chunks=(16, 1, 16, 16), compression="gzip")
+    with h5py.File(p("bad", "corrupt_gzip.h5"), "r") as f:
+        off = f["images"].id.get_chunk_info(5).byte_offset   # chunk 5: samples [80, 96)
+    with open(p("bad", "corrupt_gzip.h5"), "r+b") as f:
+        f.seek(off + 20)
+        f.write(b"\x00\xff" * 64)
+
+    # chunked: the same 30 samples of [2, 6, 5] in layouts h5py users write
+    os.makedirs(p("chunked"), exist_ok=True)
+    im = formula_images(0, 30, 2, 6, 5)
+    lb = np.array([label(g) for g in range(30)], dtype=np.int64)
+    layouts = {
+        "contiguous": {},
+        "n1": {"chunks": (1, 2, 6, 5)},
+        "n7_split_hw": {"chunks": (7, 1, 4, 3)},
+        "gzip9_shuffle": {"chunks": (4, 2, 6, 5), "compression": "gzip", "compression_opts": 9,
+                          "shuffle": True},
+        "gzip_whole": {"chunks": (30, 2, 6, 5), "compression": "gzip", "maxshape": (None, 2, 6, 5)},
+        "auto": {"chunks": True, "compression": "gzip"},
+    }
+    for name, kw in layouts.items():
+        write(p("chunked", name + ".h5"), im, lb, **kw)
+
     write(p("mismatch", "a.h5"), u8(5, 1, 4, 4), lab(5))
     write(p("mismatch", "b.h5"), u8(5, 1, 4, 5), lab(5))
     write(p("names_differ", "a.h5"), u8(5, 1, 4, 4), lab(5), {"class_names": ["a", "b"]})

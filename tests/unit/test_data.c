@@ -129,6 +129,8 @@ static const struct {
     { "data/bad/missing.h5", "missing.h5", "no files match", DLT_ERR_IO },
     { "data/mismatch/*.h5", "mismatch/b.h5", "samples are [1, 4, 5] but in", DLT_ERR_IO },
     { "data/names_differ/*.h5", "names_differ/b.h5", "'class_names' differs", DLT_ERR_IO },
+    { "data/bad/truncated.h5", "truncated.h5", "corrupt or truncated", DLT_ERR_IO },
+    { "data/bad/nothing-*.h5", "nothing-*.h5", "no files match", DLT_ERR_IO },
 };
 
 START_TEST(test_malformed)
@@ -143,6 +145,78 @@ START_TEST(test_malformed)
     ck_assert_msg(strstr(msg, bad_cases[_i].says), "message does not say '%s': %s",
                   bad_cases[_i].says, msg);
     ck_assert_msg(!strchr(msg, '\n'), "message is not one line: %s", msg);
+}
+END_TEST
+
+/* Every h5py layout (chunks along N of 1 and 7, chunks splitting H and W,
+ * gzip with shuffle, one whole-set chunk, h5py's automatic chunks,
+ * contiguous) reads back bit-exact, in random order, through a cache of
+ * two blocks and one open file. */
+START_TEST(test_chunkings)
+{
+    static const char *const names[] = { "contiguous", "n1", "n7_split_hw", "gzip9_shuffle",
+                                          "gzip_whole", "auto" };
+    for (int f = 0; f < 6; f++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "data/chunked/%s.h5", names[f]);
+        dlt_dataset_t ds = open_ok(pat);
+        ck_assert_int_eq(dlt_dataset_size(ds), 30);
+        ck_assert_int_eq(dlt_dataset_set_limits(ds, 1, 1), DLT_OK);
+        int64_t idx[30];
+        dlt_sampler_permutation(3, f, 30, idx);
+        uint8_t x[30 * 60];
+        int32_t y[30];
+        ck_assert_int_eq(dlt_dataset_read(ds, idx, 30, x, y), DLT_OK);
+        for (int i = 0; i < 30; i++) {
+            ck_assert_int_eq(y[i], label(idx[i]));
+            for (int k = 0; k < 60; k++)
+                ck_assert_msg(x[i * 60 + k] == pixel(idx[i], k / 30, k % 30 / 5, k % 5),
+                              "%s: sample %lld element %d", names[f], (long long)idx[i], k);
+        }
+        ck_assert_int_le(dlt_dataset_open_files(ds), 1);
+        dlt_dataset_close(ds);
+    }
+}
+END_TEST
+
+/* The file handle bound holds across shards, and the data stay right. */
+START_TEST(test_open_files_bounded)
+{
+    dlt_dataset_t ds = open_ok("data/good/train-*.h5");
+    ck_assert_int_eq(dlt_dataset_set_limits(ds, 1, 1), DLT_OK);
+    for (int64_t k = 99; k >= 0; k -= 3) {
+        uint8_t x[30];
+        int32_t y;
+        ck_assert_int_eq(dlt_dataset_read(ds, &k, 1, x, &y), DLT_OK);
+        ck_assert_int_eq(x[7], pixel(k, 0, 1, 2));
+        ck_assert_int_le(dlt_dataset_open_files(ds), 1);
+    }
+    ck_assert_int_eq(dlt_dataset_set_limits(ds, 2, 0), DLT_OK);
+    int64_t all[100];
+    uint8_t x[100 * 30];
+    for (int i = 0; i < 100; i++) all[i] = i;
+    ck_assert_int_eq(dlt_dataset_read(ds, all, 100, x, NULL), DLT_OK);
+    ck_assert_int_eq(dlt_dataset_open_files(ds), 2);
+    dlt_dataset_close(ds);
+}
+END_TEST
+
+/* A damaged gzip chunk is found when read: the error names the file, the
+ * dataset and the samples, in one line. */
+START_TEST(test_corrupt_chunk)
+{
+    dlt_dataset_t ds = open_ok("data/bad/corrupt_gzip.h5");
+    int64_t k = 85;
+    uint8_t x[256];
+    dlt_clear_error();
+    ck_assert_int_eq(dlt_dataset_read(ds, &k, 1, x, NULL), DLT_ERR_IO);
+    const char *msg = dlt_last_error();
+    ck_assert_msg(strstr(msg, "corrupt_gzip.h5") && strstr(msg, "'images'") &&
+                      strstr(msg, "[80, 96)") && !strchr(msg, '\n'),
+                  "%s", msg);
+    k = 3; /* other chunks are fine */
+    ck_assert_int_eq(dlt_dataset_read(ds, &k, 1, x, NULL), DLT_OK);
+    dlt_dataset_close(ds);
 }
 END_TEST
 
@@ -197,6 +271,32 @@ START_TEST(test_sampler_uniform)
         for (int k = 0; k < N; k++)  /* expected 4000, sd ~ 57 */
             ck_assert_msg(abs(count[i][k] - E / N) < 300, "position %d holds %d %d times", i, k,
                           count[i][k]);
+}
+END_TEST
+
+START_TEST(test_block_permutation)
+{
+    enum { N = 1003, B = 64 };
+    int64_t a[N], b[N], c[N];
+    dlt_sampler_block_permutation(7, 3, N, B, a);
+    dlt_sampler_block_permutation(7, 3, N, B, b);
+    dlt_sampler_block_permutation(7, 4, N, B, c);
+    ck_assert(is_perm(a, N));
+    ck_assert(is_perm(c, N));
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+    ck_assert(memcmp(a, c, sizeof a) != 0);
+    /* each block's positions are consecutive: the block id changes 15 times */
+    int changes = 0, fixed = 0, first_block = (int)(a[0] / B);
+    for (int i = 1; i < N; i++) changes += a[i] / B != a[i - 1] / B;
+    for (int i = 0; i < N; i++) fixed += a[i] == i;
+    ck_assert_int_eq(changes, (N + B - 1) / B - 1);
+    ck_assert_int_lt(fixed, 30);                 /* shuffled inside blocks too */
+    ck_assert(first_block != 0 || c[0] / B != 0); /* and the block order */
+    int64_t p[5];
+    dlt_sampler_block_permutation(1, 0, 5, 1, p); /* block 1: the full shuffle */
+    int64_t q[5];
+    dlt_sampler_permutation(1, 0, 5, q);
+    ck_assert(memcmp(p, q, sizeof p) == 0);
 }
 END_TEST
 
@@ -415,6 +515,182 @@ START_TEST(test_normalisation)
 }
 END_TEST
 
+/* One rank's epoch: the sample index of every row, in order; returns rows. */
+static int run_epoch(dlt_dataset_t ds, const dlt_loader_cfg *cfg, int64_t epoch, int64_t *rows,
+                     int64_t *steps)
+{
+    dlt_loader_t l;
+    ck_assert_int_eq(dlt_loader_init(ds, cfg, &l), DLT_OK);
+    int ml = dlt_loader_max_local(l), total = 0;
+    float *x = malloc((size_t)ml * 30 * sizeof *x);
+    int32_t *y = malloc((size_t)ml * sizeof *y);
+    ck_assert_int_eq(dlt_loader_start_epoch(l, epoch), DLT_OK);
+    *steps = dlt_loader_steps(l);
+    for (;;) {
+        int n, gn;
+        int64_t s0;
+        ck_assert_int_eq(dlt_loader_next(l, x, y, &n, &s0, &gn), DLT_OK);
+        if (gn == 0) break;
+        for (int i = 0; i < n; i++) {
+            rows[total] = sample_of(x + i * 30);
+            ck_assert_int_eq(y[i], label(rows[total]));
+            total++;
+        }
+    }
+    free(x);
+    free(y);
+    dlt_loader_free(l);
+    return total;
+}
+
+/* Sampler modes (locality blocks; drop, pad, partial last batch) with and
+ * without prefetch threads, 1..4 ranks over unequal shards: the ranks'
+ * rows, concatenated per step, are the one-rank epoch, and every sample is
+ * used exactly once (partial), at most once (drop) or at least once (pad). */
+START_TEST(test_loader_modes)
+{
+    dlt_dataset_t ds = open_ok("data/good/train-*.h5");
+    enum { B = 8 };
+    for (int blk = 0; blk <= 16; blk += 16)
+        for (int last = 0; last < 3; last++) /* 0 partial, 1 drop, 2 pad */
+            for (int pf = 0; pf <= 2; pf += 2) {
+                dlt_loader_cfg cfg = cfg_of(B, 0, 1, last == 1);
+                cfg.pad_last = last == 2;
+                cfg.shuffle_block = blk;
+                cfg.prefetch = pf;
+                cfg.threads = pf;
+                int64_t ref[112], steps;
+                int nref = run_epoch(ds, &cfg, 1, ref, &steps);
+                ck_assert_int_eq(nref, last == 0 ? 100 : last == 1 ? 96 : 104);
+                for (int world = 1; world <= 4; world++) {
+                    int64_t got[4][112];
+                    int ngot[4], seen[100] = { 0 };
+                    for (int r = 0; r < world; r++) {
+                        cfg.rank = r;
+                        cfg.world = world;
+                        int64_t st;
+                        ngot[r] = run_epoch(ds, &cfg, 1, got[r], &st);
+                        ck_assert_int_eq(st, steps);
+                    }
+                    /* reassemble step by step: rank r holds rows [r*g/W, (r+1)*g/W) */
+                    int pos[4] = { 0 }, k = 0;
+                    for (int64_t s = 0; s < steps; s++) {
+                        int g = last == 0 && s == steps - 1 ? 100 - (int)s * B : B;
+                        for (int r = 0; r < world; r++) {
+                            int cnt = (r + 1) * g / world - r * g / world;
+                            for (int i = 0; i < cnt; i++) {
+                                int64_t v = got[r][pos[r]++];
+                                ck_assert_int_eq(v, ref[k++]);
+                                seen[v]++;
+                            }
+                        }
+                    }
+                    for (int r = 0; r < world; r++) ck_assert_int_eq(pos[r], ngot[r]);
+                    ck_assert_int_eq(k, nref);
+                    for (int g = 0; g < 100; g++) {
+                        if (last == 0) ck_assert_int_eq(seen[g], 1);
+                        if (last == 1) ck_assert_int_le(seen[g], 1);
+                        if (last == 2) ck_assert(seen[g] == 1 || seen[g] == 2);
+                    }
+                }
+            }
+    /* locality: with blocks of 16, a rank's 4 rows of a step come from at most 2 blocks */
+    dlt_loader_cfg cfg = cfg_of(B, 1, 2, 1);
+    cfg.shuffle_block = 16;
+    int64_t rows[64], steps;
+    int n = run_epoch(ds, &cfg, 0, rows, &steps);
+    for (int i = 0; i + 4 <= n; i += 4) {
+        int64_t lo = rows[i], hi = rows[i];
+        for (int j = 1; j < 4; j++) {
+            lo = rows[i + j] < lo ? rows[i + j] : lo;
+            hi = rows[i + j] > hi ? rows[i + j] : hi;
+        }
+        ck_assert_int_lt(hi - lo, 32);
+    }
+    dlt_dataset_close(ds);
+}
+END_TEST
+
+/* All batches of epochs 0 and 1 of an augmented loader, as floats. */
+static float *aug_run(dlt_dataset_t ds, const dlt_loader_cfg *cfg, int64_t epoch, int64_t step0,
+                      int *count)
+{
+    dlt_loader_t l;
+    ck_assert_int_eq(dlt_loader_init(ds, cfg, &l), DLT_OK);
+    int ml = dlt_loader_max_local(l);
+    int64_t steps = dlt_loader_steps(l);
+    float *all = calloc((size_t)(steps * ml * 48), sizeof *all);
+    int32_t y[32];
+    *count = 0;
+    ck_assert_int_eq(step0 ? dlt_loader_seek(l, epoch, step0) : dlt_loader_start_epoch(l, epoch), DLT_OK);
+    for (;;) {
+        int n, gn;
+        int64_t s0;
+        const float *x;
+        const int32_t *yr;
+        ck_assert_int_eq(dlt_loader_next_ref(l, &x, &yr, &n, &s0, &gn), DLT_OK);
+        if (gn == 0) break;
+        memcpy(all + (size_t)*count * 48, x, (size_t)n * 48 * sizeof *x);
+        memcpy(y, yr, (size_t)n * sizeof *y);
+        *count += n;
+    }
+    int64_t e, s;
+    dlt_loader_position(l, &e, &s);
+    ck_assert_int_eq(e, epoch);
+    ck_assert_int_eq(s, steps);
+    dlt_loader_free(l);
+    return all;
+}
+
+/* Augmented batches are the same bytes with or without prefetch threads,
+ * and a loader sought to (epoch, step) continues exactly. */
+START_TEST(test_prefetch_seek_deterministic)
+{
+    dlt_dataset_t ds = open_ok("data/rgb/train-*.h5");
+    static const float mean[3] = { 0.5f, 0.4f, 0.3f }, std[3] = { 0.25f, 0.2f, 0.3f };
+    dlt_augment_cfg aug = { .crop_pad = 1, .scale_min = 0.3f, .scale_max = 1, .hflip = 0.5f,
+                            .rotate = 10, .brightness = 0.2f, .contrast = 0.2f, .noise_std = 0.05f,
+                            .cutout = 2 };
+    dlt_loader_cfg cfg = { .global_batch = 6, .world = 1, .seed = 5, .shuffle = 1, .channels = 3,
+                           .mean = mean, .std = std, .augment = &aug };
+    for (int64_t epoch = 0; epoch < 2; epoch++) {
+        int n0, n1, n2;
+        cfg.prefetch = 0;
+        float *sync = aug_run(ds, &cfg, epoch, 0, &n0);
+        cfg.prefetch = 3;
+        cfg.threads = 2;
+        float *pf = aug_run(ds, &cfg, epoch, 0, &n1);
+        float *sought = aug_run(ds, &cfg, epoch, 2, &n2);
+        ck_assert_int_eq(n0, 20);
+        ck_assert_int_eq(n1, 20);
+        ck_assert_int_eq(n2, 20 - 12);
+        ck_assert(memcmp(sync, pf, 20 * 48 * sizeof *sync) == 0);
+        ck_assert(memcmp(sync + 12 * 48, sought, 8 * 48 * sizeof *sync) == 0);
+        free(sync);
+        free(pf);
+        free(sought);
+    }
+    /* augmentation really changes the samples, and differently per epoch */
+    int n;
+    cfg.prefetch = 0;
+    float *e0 = aug_run(ds, &cfg, 0, 0, &n), *e1 = aug_run(ds, &cfg, 1, 0, &n);
+    cfg.augment = NULL;
+    float *plain = aug_run(ds, &cfg, 0, 0, &n);
+    ck_assert(memcmp(e0, plain, 20 * 48 * sizeof *e0) != 0);
+    ck_assert(memcmp(e0, e1, 20 * 48 * sizeof *e0) != 0);
+    free(e0);
+    free(e1);
+    free(plain);
+    dlt_loader_cfg bad = cfg;
+    dlt_augment_cfg badaug = { .hflip = 2 };
+    bad.augment = &badaug;
+    dlt_loader_t l;
+    ck_assert_int_eq(dlt_loader_init(ds, &bad, &l), DLT_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(dlt_last_error(), "hflip"));
+    dlt_dataset_close(ds);
+}
+END_TEST
+
 static Suite *data_suite(void)
 {
     Suite *s = suite_create("data");
@@ -423,10 +699,14 @@ static Suite *data_suite(void)
     tcase_add_test(t, test_fixed_names_rgb);
     tcase_add_test(t, test_no_names);
     tcase_add_loop_test(t, test_malformed, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
+    tcase_add_test(t, test_chunkings);
+    tcase_add_test(t, test_open_files_bounded);
+    tcase_add_test(t, test_corrupt_chunk);
     suite_add_tcase(s, t);
     t = tcase_create("sampler");
     tcase_add_test(t, test_sampler);
     tcase_add_test(t, test_sampler_uniform);
+    tcase_add_test(t, test_block_permutation);
     suite_add_tcase(s, t);
     t = tcase_create("loader");
     tcase_set_timeout(t, 60);
@@ -434,6 +714,8 @@ static Suite *data_suite(void)
     tcase_add_test(t, test_loader_epochs_differ);
     tcase_add_test(t, test_drop_last_count);
     tcase_add_test(t, test_normalisation);
+    tcase_add_test(t, test_loader_modes);
+    tcase_add_test(t, test_prefetch_seek_deterministic);
     suite_add_tcase(s, t);
     return s;
 }

@@ -1,0 +1,76 @@
+/* Gradient buckets: the gradient arena summed over all ranks in slices that
+ * start while backward is still running.
+ *
+ * The arena is laid out in backward order (core/model.h), so its leading
+ * floats become final first. The caller reports progress with
+ * dlt_buckets_ready(n_ready) ("the first n_ready floats are final"), usually
+ * from the model's grad-ready hook after each layer; every bucket that lies
+ * entirely inside the final prefix starts its reduction at once, and the
+ * reductions already in flight are driven forward (MPI progresses a
+ * non-blocking collective only while the process is inside MPI, so without
+ * these tests nothing would overlap). dlt_buckets_finish starts the rest and
+ * waits for all of them, with a deadline, so the optimizer sees the sum.
+ *
+ * On the CPU a bucket is an MPI_Iallreduce in place. On a GPU the caller
+ * passes device ops (NCCL on a communication stream ordered after the
+ * compute stream by an event); the buckets then only decide when to start. */
+#ifndef DLT_BUCKET_H
+#define DLT_BUCKET_H
+
+#include <stddef.h>
+
+#include "comm/comm.h"
+#include "core/status.h"
+
+typedef struct dlt_buckets *dlt_buckets_t;
+
+/* Collectives on device memory (NULL: MPI on host memory). */
+typedef struct {
+    void *ctx;
+    /* queue the in-place sum over all ranks of buf (n floats), ordered after
+     * the compute work queued so far; returns without waiting */
+    dlt_status (*start)(void *ctx, float *buf, size_t n);
+    /* wait until every started sum is complete */
+    dlt_status (*wait_all)(void *ctx);
+} dlt_bucket_device_ops;
+
+/* Splits n floats into consecutive buckets of bucket_floats (the last one
+ * shorter); bucket_floats == 0 means one bucket of everything. Writes the
+ * end offset of bucket i into ends[i] for i < max and returns the number of
+ * buckets (0 when n == 0), which may exceed max. */
+int dlt_bucket_plan(size_t n, size_t bucket_floats, size_t *ends, int max);
+
+/* Buckets over grads (n floats, host memory for MPI, device memory with
+ * dev). bucket_floats as for dlt_bucket_plan; at most INT_MAX. dev is
+ * copied. Returns DLT_ERR_INVALID or DLT_ERR_NOMEM. */
+dlt_status dlt_buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
+                            const dlt_bucket_device_ops *dev, dlt_buckets_t *out);
+void dlt_buckets_free(dlt_buckets_t b);
+
+int dlt_buckets_count(dlt_buckets_t b);
+/* Offset and length (floats) of bucket i. */
+void dlt_buckets_range(dlt_buckets_t b, int i, size_t *offset, size_t *len);
+
+/* Starts a round: no bucket started yet. Fails (DLT_ERR_INVALID) if the
+ * previous round was not finished. */
+dlt_status dlt_buckets_begin(dlt_buckets_t b);
+/* The first n_ready floats of the arena are final: starts every complete
+ * bucket not yet started, in order, and tests those in flight. Calls with a
+ * smaller n_ready than before are harmless. Collective in effect: every rank
+ * must start the same buckets in the same order (they do, whatever their
+ * timing, because buckets start in arena order). */
+dlt_status dlt_buckets_ready(dlt_buckets_t b, size_t n_ready);
+/* Starts the buckets not yet started and waits for every one, with the
+ * deadline and failure notices of dlt_comm_wait (comm.timeout_s; on a GPU
+ * the NCCL communicator's timeout). DLT_ERR_COMM naming the bucket on an MPI
+ * error, a peer's failure or the deadline. */
+dlt_status dlt_buckets_finish(dlt_buckets_t b);
+
+/* Times (seconds, CLOCK_MONOTONIC) of the last round: start of bucket i and
+ * when it was seen complete (by MPI_Test while backward ran, or in finish;
+ * on a GPU: when finish returned). */
+void dlt_buckets_times(dlt_buckets_t b, int i, double *start, double *end);
+/* Seconds, CLOCK_MONOTONIC (the clock of the bucket times). */
+double dlt_buckets_now(void);
+
+#endif

@@ -1,0 +1,234 @@
+/* Output heads of BERT-style encoders: "mlm_head" (masked-language-model
+ * prediction, tied to the input embedding) and "pooler" (the first token's
+ * vector through dense + tanh, the input of a sentence classifier).
+ *
+ * mlm_head on (n, len, dim) -> logits (n, len, vocab), as BERT's
+ * BertLMPredictionHead: dense(dim, dim) + gelu + layernorm, then a decoder
+ * whose weight is the (vocab, dim) table of the embedding layer named by key
+ * `tie`, plus a bias of its own (decoder.bias). The tie is resolved after the
+ * model has allocated its arenas (dlt_layers_link, called by the model):
+ * the head reads the embedding's weight and accumulates into its gradient,
+ * so the shared table gets the sum of both uses and exists once in the
+ * arena and in checkpoints. Without `tie` the head owns decoder.weight
+ * (used by standalone tests and untied models).
+ *
+ * pooler on (n, len, dim) -> (n, dim): tanh(x[:, 0] W^T + b), BERT's
+ * BertPooler. The first token's rows are read in place through the gemm's
+ * leading dimension (len dim). A normal dense layer then classifies. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/layers/seq_internal.h"
+
+/* ---- mlm_head ---- */
+
+static const dlt_key_spec mlm_keys[] = {
+    { "vocab", DLT_KEY_INT, NULL, "output classes (the tied embedding's vocab)" },
+    { "tie", DLT_KEY_STR, "", "embedding layer whose weight is the decoder; empty: own weight" },
+    { "eps", DLT_KEY_FLOAT, "1e-5", "layer norm epsilon (BERT uses 1e-12)" },
+    { NULL, 0, NULL, NULL },
+};
+
+typedef struct {
+    int len, dim, vocab;
+    float eps;
+    int wd, bd, gn, bn, bias, dec;      /* parameter indices; dec = -1 when tied */
+    const dlt_param *tied;              /* the embedding's weight once linked */
+    float *pre, *act, *hn, *mean, *rstd; /* (n, len, dim) x3, (n, len) x2 */
+} mlm_priv;
+
+static dlt_status mlm_setup(dlt_layer *l)
+{
+    const dlt_shape *xs = &l->x[0].shape;
+    if (!dlt_seq_is_3d(xs)) {
+        char b[96];
+        return DLT_LAYER_ERR(l, DLT_ERR_SHAPE, "input %s is not (n, len, dim)",
+                             dlt_shape_str(xs, b, sizeof b));
+    }
+    long vocab;
+    DLT_CHECK(dlt_spec_int_min(l, "vocab", 1, &vocab));
+    double eps = dlt_spec_float(l->spec, mlm_keys, "eps");
+    if (!(eps > 0.0)) return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "eps must be > 0 (got %g)", eps);
+    mlm_priv *p = calloc(1, sizeof *p);
+    if (!p) return DLT_LAYER_ERR(l, DLT_ERR_NOMEM, "out of memory");
+    l->priv = p;
+    const int64_t n = xs->d[0], L = xs->d[1], D = xs->d[2];
+    p->len = (int)L;
+    p->dim = (int)D;
+    p->vocab = (int)vocab;
+    p->eps = (float)eps;
+    p->wd = dlt_layer_add_param(l, "dense.weight", (dlt_shape){ 2, { D, D } },
+                                DLT_INIT_UNIFORM_FAN_IN, D);
+    p->bd = dlt_layer_add_param(l, "dense.bias", (dlt_shape){ 1, { D } }, DLT_INIT_UNIFORM_FAN_IN,
+                                D);
+    p->gn = dlt_layer_add_param(l, "norm.weight", (dlt_shape){ 1, { D } }, DLT_INIT_ONE, D);
+    p->bn = dlt_layer_add_param(l, "norm.bias", (dlt_shape){ 1, { D } }, DLT_INIT_ZERO, D);
+    p->bias = dlt_layer_add_param(l, "decoder.bias", (dlt_shape){ 1, { vocab } }, DLT_INIT_ZERO,
+                                  D);
+    p->dec = -1;
+    const char *tie = dlt_spec_str(l->spec, mlm_keys, "tie");
+    if (!tie || !tie[0])
+        p->dec = dlt_layer_add_param(l, "decoder.weight", (dlt_shape){ 2, { vocab, D } },
+                                     DLT_INIT_UNIFORM_FAN_IN, D);
+    dlt_layer_add_buffer(l, &p->pre, n * L * D);
+    dlt_layer_add_buffer(l, &p->act, n * L * D);
+    dlt_layer_add_buffer(l, &p->hn, n * L * D);
+    dlt_layer_add_buffer(l, &p->mean, n * L);
+    dlt_layer_add_buffer(l, &p->rstd, n * L);
+    l->y.shape = (dlt_shape){ 3, { n, L, vocab } };
+    l->workspace_bytes = (size_t)(3 * n * L * D) * sizeof(float);
+    l->flops = 2.0 * (double)L * D * (D + vocab);
+    return DLT_OK;
+}
+
+/* The decoder weight (vocab, dim): own or tied; NULL if a tie is unresolved. */
+static const dlt_param *mlm_decoder(const dlt_layer *l)
+{
+    const mlm_priv *p = l->priv;
+    return p->dec >= 0 ? &l->params[p->dec] : p->tied;
+}
+
+static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
+{
+    mlm_priv *p = l->priv;
+    dlt_backend *be = l->be;
+    const dlt_param *P = l->params, *E = mlm_decoder(l);
+    if (!E) return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "tie to '%s' is not resolved (only a model "
+                                 "links layers)", dlt_spec_str(l->spec, mlm_keys, "tie"));
+    const int rows = n * p->len, D = p->dim, V = p->vocab;
+    DLT_CHECK(be->gemm(be, 0, 1, rows, D, D, 1.0f, l->x[0].data, D, P[p->wd].w, D, 0.0f, p->pre,
+                       D));
+    DLT_CHECK(be->bias_add(be, rows, D, 1, P[p->bd].w, p->pre));
+    DLT_CHECK(be->act_fwd(be, DLT_ACT_GELU, (size_t)rows * D, p->pre, p->act));
+    DLT_CHECK(be->layernorm_fwd(be, rows, D, p->eps, p->act, P[p->gn].w, P[p->bn].w, p->hn,
+                                p->mean, p->rstd));
+    DLT_CHECK(be->gemm(be, 0, 1, rows, V, D, 1.0f, p->hn, D, E->w, D, 0.0f, l->y.data, V));
+    return be->bias_add(be, rows, V, 1, P[p->bias].w, l->y.data);
+}
+
+static dlt_status mlm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
+{
+    mlm_priv *p = l->priv;
+    dlt_backend *be = l->be;
+    const dlt_param *P = l->params, *E = mlm_decoder(l);
+    if (!E) return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "tie is not resolved");
+    const int rows = n * p->len, D = p->dim, V = p->vocab;
+    const size_t nd = (size_t)rows * D;
+    float *dhn = l->workspace, *dact = dhn + nd, *dpre = dact + nd;
+    const float *dy = l->dy.data;
+    DLT_CHECK(be->gemm(be, 1, 0, V, D, rows, 1.0f, dy, V, p->hn, D, 1.0f, E->g, D));
+    DLT_CHECK(be->bias_grad(be, rows, V, 1, dy, P[p->bias].g));
+    DLT_CHECK(be->gemm(be, 0, 0, rows, D, V, 1.0f, dy, V, E->w, D, 0.0f, dhn, D));
+    DLT_CHECK(be->fill(be, dact, 2 * nd, 0.0f));
+    DLT_CHECK(be->layernorm_bwd(be, rows, D, p->act, dhn, P[p->gn].w, p->mean, p->rstd, dact,
+                                P[p->gn].g, P[p->bn].g));
+    DLT_CHECK(be->act_bwd(be, DLT_ACT_GELU, nd, p->pre, p->act, dact, dpre));
+    DLT_CHECK(be->gemm(be, 1, 0, D, D, rows, 1.0f, dpre, D, l->x[0].data, D, 1.0f, P[p->wd].g,
+                       D));
+    DLT_CHECK(be->bias_grad(be, rows, D, 1, dpre, P[p->bd].g));
+    if (l->dx[0].data)
+        DLT_CHECK(be->gemm(be, 0, 0, rows, D, D, 1.0f, dpre, D, P[p->wd].w, D, 1.0f,
+                           l->dx[0].data, D));
+    return DLT_OK;
+}
+
+const dlt_layer_ops dlt_layer_mlm_head = {
+    .type = "mlm_head",
+    .keys = mlm_keys,
+    .n_inputs = 1,
+    .is_loss = 0,
+    .setup = mlm_setup,
+    .init = NULL,
+    .forward = mlm_forward,
+    .backward = mlm_backward,
+    .free = NULL,
+};
+
+dlt_status dlt_layers_link(dlt_layer *layers, int n)
+{
+    for (int k = 0; k < n; k++) {
+        dlt_layer *l = &layers[k];
+        if (l->ops != &dlt_layer_mlm_head) continue;
+        mlm_priv *p = l->priv;
+        if (p->dec >= 0) continue;
+        const char *tie = dlt_spec_str(l->spec, mlm_keys, "tie");
+        int src = -1;
+        for (int j = 0; j < n && src < 0; j++)
+            if (strcmp(layers[j].spec->name, tie) == 0) src = j;
+        if (src < 0)
+            return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "tie: no layer is named '%s'", tie);
+        const dlt_layer *e = &layers[src];
+        if (e->ops != &dlt_layer_embedding)
+            return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "tie: layer '%s' is a %s, not an embedding",
+                                 tie, e->ops->type);
+        const dlt_shape *ws = &e->params[0].shape;
+        if (ws->d[0] != p->vocab || ws->d[1] != p->dim)
+            return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "tie: embedding '%s' is %lld x %lld, the head "
+                                 "needs vocab %d x dim %d", tie, (long long)ws->d[0],
+                                 (long long)ws->d[1], p->vocab, p->dim);
+        p->tied = &e->params[0];
+    }
+    return DLT_OK;
+}
+
+/* ---- pooler ---- */
+
+static const dlt_key_spec pooler_keys[] = {
+    { NULL, 0, NULL, NULL },
+};
+
+static dlt_status pooler_setup(dlt_layer *l)
+{
+    const dlt_shape *xs = &l->x[0].shape;
+    if (!dlt_seq_is_3d(xs)) {
+        char b[96];
+        return DLT_LAYER_ERR(l, DLT_ERR_SHAPE, "input %s is not (n, len, dim)",
+                             dlt_shape_str(xs, b, sizeof b));
+    }
+    const int64_t D = xs->d[2];
+    dlt_layer_add_param(l, "dense.weight", (dlt_shape){ 2, { D, D } }, DLT_INIT_UNIFORM_FAN_IN, D);
+    dlt_layer_add_param(l, "dense.bias", (dlt_shape){ 1, { D } }, DLT_INIT_UNIFORM_FAN_IN, D);
+    l->y.shape = (dlt_shape){ 2, { xs->d[0], D } };
+    l->workspace_bytes = (size_t)(xs->d[0] * D) * sizeof(float);
+    l->flops = 2.0 * (double)D * D;
+    return DLT_OK;
+}
+
+static dlt_status pooler_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
+{
+    dlt_backend *be = l->be;
+    const int L = (int)l->x[0].shape.d[1], D = (int)l->x[0].shape.d[2];
+    DLT_CHECK(be->gemm(be, 0, 1, n, D, D, 1.0f, l->x[0].data, L * D, l->params[0].w, D, 0.0f,
+                       l->y.data, D));
+    DLT_CHECK(be->bias_add(be, n, D, 1, l->params[1].w, l->y.data));
+    return be->act_fwd(be, DLT_ACT_TANH, (size_t)n * D, l->y.data, l->y.data);
+}
+
+static dlt_status pooler_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
+{
+    dlt_backend *be = l->be;
+    const int L = (int)l->x[0].shape.d[1], D = (int)l->x[0].shape.d[2];
+    float *dpre = l->workspace;   /* (n, D) */
+    DLT_CHECK(be->fill(be, dpre, (size_t)n * D, 0.0f));
+    /* tanh' comes from the output alone, so y stands in for the input */
+    DLT_CHECK(be->act_bwd(be, DLT_ACT_TANH, (size_t)n * D, l->y.data, l->y.data, l->dy.data, dpre));
+    DLT_CHECK(be->gemm(be, 1, 0, D, D, n, 1.0f, dpre, D, l->x[0].data, L * D, 1.0f,
+                       l->params[0].g, D));
+    DLT_CHECK(be->bias_grad(be, n, D, 1, dpre, l->params[1].g));
+    if (l->dx[0].data)
+        DLT_CHECK(be->gemm(be, 0, 0, n, D, D, 1.0f, dpre, D, l->params[0].w, D, 1.0f,
+                           l->dx[0].data, L * D));
+    return DLT_OK;
+}
+
+const dlt_layer_ops dlt_layer_pooler = {
+    .type = "pooler",
+    .keys = pooler_keys,
+    .n_inputs = 1,
+    .is_loss = 0,
+    .setup = pooler_setup,
+    .init = NULL,
+    .forward = pooler_forward,
+    .backward = pooler_backward,
+    .free = NULL,
+};

@@ -1,0 +1,227 @@
+/* "lstm": a stack of LSTM layers on (n, len, din) -> (n, len, hidden), as
+ * torch.nn.LSTM(din, hidden, layers, dropout=dropout, batch_first=True):
+ * torch's gate order and parameter names (weight_ih_l0, weight_hh_l0,
+ * bias_ih_l0, bias_hh_l0, ...), dropout on the outputs of every layer but
+ * the last (training only), full backpropagation through time over len.
+ * The backend's lstm_fwd/lstm_bwd do one layer over the whole sequence.
+ *
+ * stateful: true carries the final (h, c) of each layer from one batch to
+ * the next (truncated BPTT for language models over contiguous text): the
+ * state is persistent (checkpointed) layer state, copied into the step's
+ * initial (h0, c0) at the start of forward and replaced by the final states
+ * at its end, so backward still sees the step's own h0/c0 and no gradient
+ * crosses batches (the carried state is detached). Sample i of a batch
+ * continues sample i of the previous one; dlt_model_reset_state() (via
+ * dlt_layer_reset_state) zeroes the state, which the trainer does at each
+ * epoch start and before evaluation.
+ *
+ * Per-step tensors share one carved buffer (the layer table has 8 buffer
+ * slots; a 4-layer stack needs up to 20 regions). At most 4 layers: four
+ * parameters each fill the layer's 16 parameter slots. */
+#include <stdlib.h>
+
+#include "core/layers/seq_internal.h"
+
+#define LSTM_MAX_LAYERS (DLT_MAX_PARAMS / 4)
+
+static const dlt_key_spec lstm_keys[] = {
+    { "hidden", DLT_KEY_INT, NULL, "hidden (and output) width" },
+    { "layers", DLT_KEY_INT, "1", "stacked LSTM layers, 1 to 4" },
+    { "dropout", DLT_KEY_FLOAT, "0.0", "dropout between stacked layers (training only)" },
+    { "stateful", DLT_KEY_BOOL, "false", "carry the final (h, c) to the next batch, detached" },
+    { NULL, 0, NULL, NULL },
+};
+
+typedef struct {
+    int len, din, h, layers, stateful;
+    float drop;
+    int64_t max_n;
+    float *buf;        /* carved per-step regions, see reg() */
+    float *state;      /* (layers, 2, max_n, h): carried h then c of each layer */
+    int dropped;       /* the last forward applied dropout */
+} lstm_priv;
+
+/* Per-step regions of layer k, each for max_n samples. */
+enum { RG_GATES, RG_C, RG_Y, RG_MASK, RG_DROP, RG_H0, RG_C0, RG_N };
+
+static int64_t reg_per(const lstm_priv *p, int r)
+{
+    const int64_t lh = (int64_t)p->len * p->h;
+    switch (r) {
+    case RG_GATES: return 4 * lh;
+    case RG_H0:
+    case RG_C0: return p->stateful ? p->h : 0;
+    case RG_MASK:
+    case RG_DROP: return p->drop > 0.0f ? lh : 0;
+    default: return lh;
+    }
+}
+
+static float *reg(const lstm_priv *p, int k, int r)
+{
+    int64_t off = 0;
+    for (int kk = 0; kk <= k; kk++)
+        for (int rr = 0; rr < RG_N; rr++) {
+            if (kk == k && rr == r) return p->buf + off;
+            off += p->max_n * reg_per(p, rr);
+        }
+    return NULL;
+}
+
+static dlt_status lstm_setup(dlt_layer *l)
+{
+    const dlt_shape *xs = &l->x[0].shape;
+    if (!dlt_seq_is_3d(xs)) {
+        char b[96];
+        return DLT_LAYER_ERR(l, DLT_ERR_SHAPE, "input %s is not (n, len, features)",
+                             dlt_shape_str(xs, b, sizeof b));
+    }
+    long hid, layers;
+    DLT_CHECK(dlt_spec_int_min(l, "hidden", 1, &hid));
+    DLT_CHECK(dlt_spec_int_min(l, "layers", 1, &layers));
+    if (layers > LSTM_MAX_LAYERS)
+        return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "layers must be <= %d (got %ld); stack several "
+                             "lstm layers for more", LSTM_MAX_LAYERS, layers);
+    double drop = dlt_spec_float(l->spec, lstm_keys, "dropout");
+    if (!(drop >= 0.0 && drop < 1.0))
+        return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "dropout must be in [0, 1) (got %g)", drop);
+    lstm_priv *p = calloc(1, sizeof *p);
+    if (!p) return DLT_LAYER_ERR(l, DLT_ERR_NOMEM, "out of memory");
+    l->priv = p;
+    p->len = (int)xs->d[1];
+    p->din = (int)xs->d[2];
+    p->h = (int)hid;
+    p->layers = (int)layers;
+    p->drop = (float)drop;
+    p->stateful = (int)dlt_spec_int(l->spec, lstm_keys, "stateful");
+    p->max_n = xs->d[0];
+    const int64_t H = hid;
+    for (int k = 0; k < p->layers; k++) {
+        const int64_t in = k ? H : p->din;
+        char nm[32];
+        snprintf(nm, sizeof nm, "weight_ih_l%d", k);
+        dlt_layer_add_param(l, nm, (dlt_shape){ 2, { 4 * H, in } }, DLT_INIT_UNIFORM_FAN_IN, H);
+        snprintf(nm, sizeof nm, "weight_hh_l%d", k);
+        dlt_layer_add_param(l, nm, (dlt_shape){ 2, { 4 * H, H } }, DLT_INIT_UNIFORM_FAN_IN, H);
+        snprintf(nm, sizeof nm, "bias_ih_l%d", k);
+        dlt_layer_add_param(l, nm, (dlt_shape){ 1, { 4 * H } }, DLT_INIT_UNIFORM_FAN_IN, H);
+        snprintf(nm, sizeof nm, "bias_hh_l%d", k);
+        dlt_layer_add_param(l, nm, (dlt_shape){ 1, { 4 * H } }, DLT_INIT_UNIFORM_FAN_IN, H);
+        l->flops += 8.0 * (double)p->len * H * (double)(in + H);
+    }
+    int64_t total = 0;
+    for (int r = 0; r < RG_N; r++) total += p->max_n * reg_per(p, r);
+    dlt_layer_add_buffer(l, &p->buf, total * p->layers);
+    if (p->stateful) dlt_layer_add_state(l, "state", &p->state, 2 * p->layers * p->max_n * H);
+    l->y.shape = (dlt_shape){ 3, { p->max_n, p->len, H } };
+    const int64_t g4 = 4 * H;
+    l->workspace_bytes =
+        (size_t)(p->max_n * p->len * g4 + 2 * p->max_n * H + 2 * p->max_n * p->len * H) *
+        sizeof(float);
+    return DLT_OK;
+}
+
+void dlt_layer_reset_state(dlt_layer *l)
+{
+    if (l->ops != &dlt_layer_lstm || !l->priv) return;
+    lstm_priv *p = l->priv;
+    if (p->state)
+        (void)l->be->fill(l->be, p->state, (size_t)(2 * p->layers * p->max_n * p->h), 0.0f);
+}
+
+/* Carried h (which 0) or c (1) of layer k. */
+static float *carried(const lstm_priv *p, int k, int which)
+{
+    return p->state + ((size_t)k * 2 + (size_t)which) * (size_t)p->max_n * p->h;
+}
+
+/* dst (n, h) = rows t = len-1 of src (n, len, h) */
+static dlt_status last_step(dlt_backend *be, const lstm_priv *p, int n, const float *src,
+                            float *dst)
+{
+    const size_t hb = (size_t)p->h * sizeof(float);
+    for (int b = 0; b < n; b++)
+        DLT_CHECK(be->copy(be, dst + (size_t)b * p->h,
+                           src + ((size_t)b * p->len + (size_t)p->len - 1) * p->h, hb));
+    return DLT_OK;
+}
+
+static dlt_status lstm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
+{
+    lstm_priv *p = l->priv;
+    dlt_backend *be = l->be;
+    const dlt_param *P = l->params;
+    const size_t lh = (size_t)p->len * p->h, nh = (size_t)n * p->h;
+    p->dropped = ctx->train && p->drop > 0.0f;
+    const float *in = l->x[0].data;
+    for (int k = 0; k < p->layers; k++) {
+        if (k > 0 && p->dropped) {
+            DLT_CHECK(be->dropout_fwd(be, (size_t)n * lh, p->drop, dlt_seq_dropout_key(l, ctx, k),
+                                      (uint64_t)ctx->sample0 * lh, in, reg(p, k, RG_DROP),
+                                      reg(p, k, RG_MASK)));
+            in = reg(p, k, RG_DROP);
+        }
+        float *out = k == p->layers - 1 ? l->y.data : reg(p, k, RG_Y);
+        float *h0 = NULL, *c0 = NULL;
+        if (p->stateful) {
+            h0 = reg(p, k, RG_H0);
+            c0 = reg(p, k, RG_C0);
+            DLT_CHECK(be->copy(be, h0, carried(p, k, 0), nh * sizeof(float)));
+            DLT_CHECK(be->copy(be, c0, carried(p, k, 1), nh * sizeof(float)));
+        }
+        const int j = 4 * k;
+        DLT_CHECK(be->lstm_fwd(be, n, p->len, k ? p->h : p->din, p->h, in, P[j].w, P[j + 1].w,
+                               P[j + 2].w, P[j + 3].w, h0, c0, out, reg(p, k, RG_GATES),
+                               reg(p, k, RG_C)));
+        if (p->stateful) {
+            DLT_CHECK(last_step(be, p, n, out, carried(p, k, 0)));
+            DLT_CHECK(last_step(be, p, n, reg(p, k, RG_C), carried(p, k, 1)));
+        }
+        in = out;
+    }
+    return DLT_OK;
+}
+
+static dlt_status lstm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
+{
+    lstm_priv *p = l->priv;
+    dlt_backend *be = l->be;
+    const dlt_param *P = l->params;
+    const size_t nlh = (size_t)n * p->len * p->h;
+    float *ws = l->workspace;
+    float *X = ws + (size_t)n * p->len * 4 * p->h + 2 * (size_t)n * p->h;   /* d input of k */
+    float *Y = X + nlh;                                                      /* dy of k - 1 */
+    const float *dy = l->dy.data;
+    for (int k = p->layers - 1; k >= 0; k--) {
+        const float *in = k == 0 ? l->x[0].data
+                                 : (p->dropped ? reg(p, k, RG_DROP) : reg(p, k - 1, RG_Y));
+        const float *out = k == p->layers - 1 ? l->y.data : reg(p, k, RG_Y);
+        float *dx = k == 0 ? l->dx[0].data : X;
+        if (k > 0) DLT_CHECK(be->fill(be, X, nlh, 0.0f));
+        const int j = 4 * k;
+        const float *h0 = p->stateful ? reg(p, k, RG_H0) : NULL;
+        const float *c0 = p->stateful ? reg(p, k, RG_C0) : NULL;
+        DLT_CHECK(be->lstm_bwd(be, n, p->len, k ? p->h : p->din, p->h, in, P[j].w, P[j + 1].w,
+                               h0, c0, out, reg(p, k, RG_GATES), reg(p, k, RG_C), dy, dx, P[j].g,
+                               P[j + 1].g, P[j + 2].g, P[j + 3].g, ws));
+        if (k == 0) break;
+        /* dy of layer k-1's output: through the dropout between the layers */
+        DLT_CHECK(be->fill(be, Y, nlh, 0.0f));
+        if (p->dropped) DLT_CHECK(be->mul_acc(be, nlh, X, reg(p, k, RG_MASK), Y));
+        else DLT_CHECK(be->axpy(be, nlh, 1.0f, X, Y));
+        dy = Y;
+    }
+    return DLT_OK;
+}
+
+const dlt_layer_ops dlt_layer_lstm = {
+    .type = "lstm",
+    .keys = lstm_keys,
+    .n_inputs = 1,
+    .is_loss = 0,
+    .setup = lstm_setup,
+    .init = NULL,
+    .forward = lstm_forward,
+    .backward = lstm_backward,
+    .free = NULL,
+};

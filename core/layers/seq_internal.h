@@ -1,0 +1,71 @@
+/* Helpers shared by the sequence-model layers (embedding.c, layernorm.c,
+ * attention.c, transformer.c, lstm.c, heads.c), internal to core/layers/. */
+#ifndef DLT_SEQ_INTERNAL_H
+#define DLT_SEQ_INTERNAL_H
+
+#include "core/layers/layers_internal.h"
+
+/* Fills parameter `param` of l with N(0, std^2) from rng (BERT's
+ * initialisation of embeddings and projections); zero_row >= 0 is then set
+ * to zero (an embedding's padding row). Allocation or upload failures leave
+ * the parameter as the model filled it (init() cannot report errors). */
+void dlt_seq_init_normal(dlt_layer *l, int param, double std, int64_t zero_row, dlt_rng *rng);
+
+/* Dropout key of dropout site `site` inside layer l at this step: a pure
+ * function of (seed, step, layer index, site), like core/layers/dropout.c's
+ * key with one more level, so a layer with several dropouts draws
+ * independent masks. The first element of this rank is sample0 times the
+ * per-sample element count of the masked tensor. */
+static inline uint64_t dlt_seq_dropout_key(const dlt_layer *l, const dlt_step_ctx *ctx, int site)
+{
+    uint64_t k = dlt_hash_combine(dlt_hash_combine(ctx->seed, (uint64_t)ctx->step),
+                                  (uint64_t)l->index);
+    return dlt_hash_combine(k, (uint64_t)site);
+}
+
+/* Padding ids for attention over (n, len) tokens: ctx->tokens when the
+ * model input is a token sequence of the same length, NULL when there is
+ * none or masking is off; DLT_ERR_SHAPE when the model input has another
+ * length (a mask would not line up with the sequence). */
+dlt_status dlt_seq_mask_tokens(const dlt_layer *l, const dlt_step_ctx *ctx, int64_t len,
+                               int use_mask, const float **out);
+
+/* 1 if the shape is (n, len, dim) with every dimension >= 1. */
+static inline int dlt_seq_is_3d(const dlt_shape *s)
+{
+    return s->ndim == 3 && s->d[0] > 0 && s->d[1] > 0 && s->d[2] > 0;
+}
+
+/* ---- multi-head self-attention as a building block (attention.c) ----
+ * The self_attention layer and the transformer block share it: packed
+ * in-projection, the backend's attention op, out-projection. */
+typedef struct {
+    int len, dim, heads;
+    float dropout;                  /* on attention probabilities */
+    int w_in, b_in, w_out, b_out;   /* parameter indices in the owning layer */
+} dlt_mha;
+
+/* Declares the four parameters (names prefix + in_proj_weight, in_proj_bias,
+ * out_proj.weight, out_proj.bias as torch.nn.MultiheadAttention) and checks
+ * heads divides dim. */
+dlt_status dlt_mha_setup(dlt_layer *l, dlt_mha *a, const char *prefix, int len, int dim,
+                         int heads, float dropout);
+/* Floats per sample of the forward buffers: qkv (len, 3 dim), probs
+ * (heads, len, len), context (len, dim). */
+int64_t dlt_mha_qkv_len(const dlt_mha *a);
+int64_t dlt_mha_probs_len(const dlt_mha *a);
+/* Workspace bytes for n samples of backward: dqkv and dcontext plus the
+ * attention op's 2 len len scratch. */
+size_t dlt_mha_ws_bytes(const dlt_mha *a, int64_t n);
+/* out (n, len, dim) = attention of x (n, len, dim); qkv, probs and ctxv are
+ * kept for backward. dropout site `site` of layer l. */
+dlt_status dlt_mha_forward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *ctx, int n,
+                           int site, const float *tokens, const float *x, float *qkv,
+                           float *probs, float *ctxv, float *out, float *ws);
+/* dx (may be NULL) and the parameter gradients += backward of dout; ws as
+ * sized by dlt_mha_ws_bytes. */
+dlt_status dlt_mha_backward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *ctx, int n,
+                            int site, const float *x, const float *qkv, const float *probs,
+                            const float *ctxv, const float *dout, float *dx, float *ws);
+
+#endif

@@ -1,0 +1,42 @@
+/* Data-parallel glue of the trainer: start-up checks, gradient buckets
+ * overlapped with backward (MPI on the CPU, NCCL on a GPU), gradient
+ * accumulation hooks, and the overlap trace (launcher/dist.c). */
+#ifndef DLT_DIST_H
+#define DLT_DIST_H
+
+#include <stdint.h>
+
+#include "comm/comm.h"
+#include "core/backend.h"
+#include "core/model.h"
+#include "launcher/config.h"
+
+typedef struct dlt_dist dlt_dist;
+
+/* Start-up checks, collective: every rank runs the same resolved config
+ * (hash of its text, run_dir excluded) and the same binary (hash of
+ * /proc/self/exe); then the rank table (host, local rank, device, GPU bus
+ * id) is gathered, printed by rank 0, and two ranks on one GPU are refused.
+ * Every rank returns the same status. */
+dlt_status dlt_dist_check_start(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be);
+
+/* Sets up the reduction of m's gradient arena over all ranks (buckets of
+ * cfg->bucket_mb; NCCL when be is a CUDA backend) and installs m's
+ * grad-ready hook. Collective. cfg->comm_trace (or env DLT_COMM_TRACE)
+ * opens the trace on rank 0. */
+dlt_status dlt_dist_init(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be, dlt_model *m,
+                         dlt_dist **out);
+
+/* Call right before each micro-batch's backward; last != 0 for the last
+ * micro-batch of an optimizer step, whose backward starts the buckets. */
+dlt_status dlt_dist_begin(dlt_dist *d, int64_t step, int last);
+
+/* After the last micro-batch's backward: starts what is left, waits, and
+ * the gradient arena then holds the sum over all ranks. */
+dlt_status dlt_dist_finish(dlt_dist *d);
+
+/* Frees d; rank 0 writes run_dir/comm.json (bucket count, mean seconds
+ * per step in backward and waiting for reductions after it). NULL is a no-op. */
+void dlt_dist_free(dlt_dist *d, const char *run_dir);
+
+#endif

@@ -1,0 +1,42 @@
+/* Fault injection for the failure tests: DLTRAIN_FAULT=rank:R,step:S,KIND.
+ *
+ * KIND is what rank R does when it reaches training step S (0-based, before
+ * that step's forward pass): kill (SIGKILL itself, like an OOM kill), crash
+ * (SIGSEGV), hang (sleep forever without touching MPI, like a deadlocked
+ * kernel), or error (fail with an ordinary error, like bad data). Unset or
+ * empty means no fault. Parsing is strict, so a typo in a test is an error
+ * rather than a test that silently injects nothing. */
+#ifndef DLT_FAULT_H
+#define DLT_FAULT_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef enum {
+    DLT_FAULT_NONE = 0,
+    DLT_FAULT_KILL,
+    DLT_FAULT_CRASH,
+    DLT_FAULT_HANG,
+    DLT_FAULT_ERROR
+} dlt_fault_kind;
+
+typedef struct {
+    dlt_fault_kind kind;
+    int rank;
+    int64_t step;
+} dlt_fault;
+
+/* Parses "rank:R,step:S,KIND" (the three parts in any order). NULL or ""
+ * gives kind DLT_FAULT_NONE. Returns DLT_ERR_CONFIG naming the bad part. */
+dlt_status dlt_fault_parse(const char *spec, dlt_fault *out);
+
+/* dlt_fault_parse of the environment variable DLTRAIN_FAULT. */
+dlt_status dlt_fault_from_env(dlt_fault *out);
+
+/* Acts out f if this is its rank and step: kill, crash and hang never
+ * return; error returns DLT_ERR_INVALID "injected fault ...". Otherwise
+ * DLT_OK. */
+dlt_status dlt_fault_maybe(const dlt_fault *f, int rank, int64_t step);
+
+#endif
