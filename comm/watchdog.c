@@ -44,7 +44,7 @@ static void *watchdog_main(void *arg)
         if (w->armed && !w->stop && past) {
             char msg[256];
             int n = snprintf(msg, sizeof msg,
-                             "dltrain: watchdog: %s did not finish within %.0f s; exiting with code %d\n",
+                             "dltrain: watchdog: %s did not finish within %.3g s; exiting with code %d\n",
                              w->what ? w->what : "a bounded section", w->seconds, DLT_EXIT_WATCHDOG);
             if (n > 0) {
                 ssize_t unused = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);

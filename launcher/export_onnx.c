@@ -18,11 +18,10 @@
  * the graph's first two nodes, so the file is all a user needs. Layer types
  * without a translation are refused with the layer's name.
  *
- * A layer's input tensors are found by the backend buffer they point at
- * (the producing layer's output, or else the model input), so no graph
- * internals beyond model.h are needed. Messages are the structs protobuf-c
- * generates from Debian's onnx.proto; every allocation of one export goes
- * into one pool freed at the end.
+ * A layer's inputs are found by the buffer they point at (a producer's
+ * output, else the model input): no graph internals beyond model.h. The
+ * messages are protobuf-c's structs from Debian's onnx.proto, allocated
+ * from one pool freed at the end.
  *
  * check=PATH also runs dltrain's own forward pass (evaluation mode) on the
  * first samples of the test data (else the training data) and writes an
