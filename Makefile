@@ -196,10 +196,14 @@ $(BIN)/bench_allreduce: $(BUILD)/bench/allreduce.o
 bench: all $(BIN)/bench_sgemm $(BIN)/bench_allreduce
 	BIN=$(BIN) sh bench/run.sh
 
+# loader throughput and data-wait fraction -> bench/results/loader-<date>.md
+bench-loader: all
+	BIN=$(BIN) sh bench/loader.sh
+
 clean:
 	rm -rf $(BUILD) build-asan $(BIN)
 
-.PHONY: all unit integration test test-asan test-gpu gpu-tests demo bench clean
+.PHONY: all unit integration test test-asan test-gpu gpu-tests demo bench bench-loader clean
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -273,8 +273,11 @@ dlt_status dlt_ckpt_write_h5(const dlt_ckpt_src *src, const dlt_train_pos *pos, 
         errno = 0;
         if (H5Fclose(f) < 0 && st == DLT_OK)
             st = DLT_ERR(DLT_ERR_IO, "%s: cannot write: %s", tmp, errno ? strerror(errno) : "HDF5 error");
-        else if (st != DLT_OK)
-            st = DLT_ERR(st, "%s: %s", tmp, dlt_last_error());
+        else if (st != DLT_OK) {
+            char why[768]; /* the message is formatted into the buffer it quotes */
+            snprintf(why, sizeof why, "%s", dlt_last_error());
+            st = DLT_ERR(st, "%s: %s", tmp, why);
+        }
     }
     free(host);
     return st;

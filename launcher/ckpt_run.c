@@ -134,7 +134,11 @@ dlt_status dlt_ckpt_run_save(dlt_ckpt_run *r, const dlt_train_pos *pos, const ch
         st = dlt_mkdirs(r->dir);
         if (st == DLT_OK) st = dlt_ckpt_save(&r->src, pos, file);
         if (st == DLT_OK && !name) st = dlt_ckpt_prune(r->dir, r->src.cfg->ckpt_keep);
-        if (st != DLT_OK) st = DLT_ERR(st, "checkpoint not written (earlier ones are intact): %s", dlt_last_error());
+        if (st != DLT_OK) {
+            char why[768]; /* the message is formatted into the buffer it quotes */
+            snprintf(why, sizeof why, "%s", dlt_last_error());
+            st = DLT_ERR(st, "checkpoint not written (earlier ones are intact): %s", why);
+        }
     }
     st = dlt_comm_agree(r->comm, st);
     if (st == DLT_OK && path) snprintf(path, len, "%s", file);

@@ -572,7 +572,11 @@ START_TEST(test_registry)
 {
     const char *types[] = { "dense", "conv2d", "maxpool", "avgpool", "global_avgpool",
                             "batchnorm", "relu", "sigmoid", "tanh", "gelu", "dropout", "flatten",
-                            "add", "resblock", "softmax_cross_entropy", "mse" };
+                            "add", "resblock", "softmax_cross_entropy", "mse",
+                            /* sequence models (test_seq_layers.c) */
+                            "embedding", "position_embedding", "token_type_embedding",
+                            "layernorm", "self_attention", "transformer", "lstm", "mlm_head",
+                            "pooler", "linear" };
     int n = 0;
     for (const dlt_layer_ops *const *p = dlt_layer_all(); *p; p++) n++;
     ck_assert_int_eq(n, (int)(sizeof types / sizeof types[0]));
