@@ -1,17 +1,17 @@
 #!/bin/sh
 # A real single-node Slurm cluster on localhost, for tests and demos.
 #
-#   scripts/slurm-local.sh start DIR   configure and start munged (if none
-#                                      runs), slurmctld and slurmd under DIR;
-#                                      prints the line to eval:
+#   scripts/slurm-local.sh start DIR   configure and start munged, slurmctld
+#                                      and slurmd, all under DIR; prints the
+#                                      line to eval:
 #                                      export SLURM_CONF=DIR/slurm.conf
-#   scripts/slurm-local.sh stop DIR    stop what start started (by the PIDs
-#                                      it recorded), leave everything else
+#   scripts/slurm-local.sh stop DIR    stop the three (by the PIDs in DIR)
 #
 # Needs root (the daemons run as root, SlurmUser=root) and the Debian
-# packages slurm-wlm and munge (scripts/install-deps.sh). The ports are
-# derived from this shell's PID so that two clusters (two test runs) never
-# collide. CPUs= is this machine's core count. srun must always run under
+# packages slurm-wlm and munge (scripts/install-deps.sh). Each cluster is
+# private: its own munged (own key and socket, AuthInfo=socket=...) and
+# ports derived from this shell's PID, so two clusters (two test runs at
+# once) never share or stop each other's daemons. CPUs= is this machine's core count. srun must always run under
 # `timeout`: a step that asks for more CPUs than exist waits forever.
 set -eu
 
@@ -33,7 +33,7 @@ if [ "$cmd" = stop ]; then
     export SLURM_CONF="$DIR/slurm.conf"
     stop_pid "$DIR/slurmd.pid"
     stop_pid "$DIR/slurmctld.pid"
-    [ -f "$DIR/munged.ours" ] && stop_pid /run/munge/munged.pid && rm -f "$DIR/munged.ours"
+    stop_pid "$DIR/munge/munged.pid"
     exit 0
 fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
@@ -55,6 +55,7 @@ SlurmdPort=$((PORT + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=socket=$DIR/munge/socket
 CredType=cred/munge
 StateSaveLocation=$DIR/spool/ctld
 SlurmdSpoolDir=$DIR/spool/d
@@ -77,23 +78,20 @@ PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="$DIR/slurm.conf"
 
-# munge: one daemon per machine; reuse a running one
-if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-    [ -s /etc/munge/munge.key ] || {
-        dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 2>/dev/null
-        chown munge:munge /etc/munge/munge.key
-        chmod 400 /etc/munge/munge.key
-    }
-    mkdir -p /run/munge && chown munge:munge /run/munge
-    runuser -u munge -- /usr/sbin/munged
-    touch "$DIR/munged.ours"
-    i=0
-    until munge -n 2>/dev/null | unmunge >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ $i -lt 50 ] || { echo "slurm-local: munged does not answer" >&2; exit 1; }
-        sleep 0.1
-    done
-fi
+# munge: a daemon of our own; its socket directory must be reachable by all
+mkdir -p "$DIR/munge"
+chmod 755 "$DIR" "$DIR/munge"
+dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 2>/dev/null
+chown -R munge:munge "$DIR/munge"
+chmod 400 "$DIR/munge/munge.key"
+runuser -u munge -- /usr/sbin/munged --socket="$DIR/munge/socket" --key-file="$DIR/munge/munge.key" \
+    --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/seed"
+i=0
+until munge -S "$DIR/munge/socket" -n 2>/dev/null | unmunge -S "$DIR/munge/socket" >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 50 ] || { echo "slurm-local: munged does not answer" >&2; exit 1; }
+    sleep 0.1
+done
 
 /usr/sbin/slurmctld -i
 /usr/sbin/slurmd

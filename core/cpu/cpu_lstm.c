@@ -17,17 +17,18 @@
  * pre-activation gradients dz (n, len, 4h) in the workspace and carrying
  * dh, dc between steps; afterwards the weight gradients and dx are again
  * single large sgemms over all tokens (W_hh's per sample, len - 1 rows each,
- * as the step-0 rows pair with h0 instead of an output). */
+ * as the step-0 rows pair with h0 instead of an output). The gate loops
+ * vectorise with the inline exponential of cpu_math.h. */
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/cpu/cpu_math.h"
 #include "core/cpu/cpu_seq.h"
 #include "core/status.h"
 
-static inline float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
                             const float *w_ih, const float *w_hh, const float *b_ih,
@@ -58,16 +59,17 @@ dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, con
             const size_t o = ((size_t)b * len + t) * h;
             const float *cp = t ? c + o - h : (c0 ? c0 + (size_t)b * h : NULL);
             float *restrict ct = c + o, *restrict ht = y + o;
+#pragma omp simd
             for (int j = 0; j < h; j++) {
-                const float ig = sigm(z[j]), fg = sigm(z[h + j]);
-                const float gg = tanhf(z[2 * h + j]), og = sigm(z[3 * h + j]);
+                const float ig = dlt_cpu_sigmoidf(z[j]), fg = dlt_cpu_sigmoidf(z[h + j]);
+                const float gg = dlt_cpu_tanhf(z[2 * h + j]), og = dlt_cpu_sigmoidf(z[3 * h + j]);
                 z[j] = ig;
                 z[h + j] = fg;
                 z[2 * h + j] = gg;
                 z[3 * h + j] = og;
                 const float cv = (cp ? fg * cp[j] : 0.0f) + ig * gg;
                 ct[j] = cv;
-                ht[j] = og * tanhf(cv);
+                ht[j] = og * dlt_cpu_tanhf(cv);
             }
         }
     }
@@ -98,9 +100,10 @@ dlt_status dlt_cpu_lstm_bwd(dlt_backend *be, int n, int len, int din, int h, con
             float *restrict d = dz + ((size_t)b * len + t) * g4;
             const float *cp = t ? c + o - h : (c0 ? c0 + (size_t)b * h : NULL);
             float *restrict dhb = dh + (size_t)b * h, *restrict dcb = dc + (size_t)b * h;
+#pragma omp simd
             for (int j = 0; j < h; j++) {
                 const float ig = a[j], fg = a[h + j], gg = a[2 * h + j], og = a[3 * h + j];
-                const float tc = tanhf(c[o + j]);
+                const float tc = dlt_cpu_tanhf(c[o + j]);
                 const float dhv = dy[o + j] + dhb[j];
                 const float dcv = dcb[j] + dhv * og * (1.0f - tc * tc);
                 const float cprev = cp ? cp[j] : 0.0f;

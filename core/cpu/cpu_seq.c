@@ -20,13 +20,15 @@
  * logits are already the largest tensor of the model, so backward recomputes
  * the softmax from the logits (one more exp pass, cheap next to the decoder
  * gemm that produced them). Rows with label < 0 (padding, unmasked tokens of
- * MLM) contribute nothing. */
+ * MLM) contribute nothing. Exponentials use the vectorisable dlt_cpu_expf
+ * (cpu_math.h). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/cpu/cpu_math.h"
 #include "core/cpu/cpu_ops.h"
 #include "core/cpu/cpu_seq.h"
 #include "core/status.h"
@@ -140,15 +142,25 @@ dlt_status dlt_cpu_layernorm_bwd(dlt_backend *be, int rows, int dim, const float
     return DLT_OK;
 }
 
-/* Row maximum (first argmax in *am) and sum of exp(z - max) in double. */
-static double row_softmax_sum(const float *z, int k, int *am)
+/* Row maximum (first argmax in *am) and sum of exp(z - max). Both loops
+ * vectorise: the argmax is the first element equal to the maximum, and the
+ * sum runs in float over blocks of 256 (a float reduction vectorises, a
+ * double one does not) added up in double. */
+static double row_softmax_sum(const float *restrict z, int k, int *am)
 {
+    float mx = z[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
     int a = 0;
-    for (int j = 1; j < k; j++)
-        if (z[j] > z[a]) a = j;
-    const float mx = z[a];
+    while (a < k - 1 && z[a] != mx) a++;
     double sum = 0.0;
-    for (int j = 0; j < k; j++) sum += expf(z[j] - mx);
+    for (int j0 = 0; j0 < k; j0 += 256) {
+        const int j1 = j0 + 256 < k ? j0 + 256 : k;
+        float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+        for (int j = j0; j < j1; j++) part += dlt_cpu_expf(z[j] - mx);
+        sum += part;
+    }
     *am = a;
     return sum;
 }
@@ -207,7 +219,8 @@ dlt_status dlt_cpu_softmax_xent_seq_bwd(dlt_backend *be, int rows, int k, const 
         int am;
         const double sum = row_softmax_sum(z, k, &am);
         const float mx = z[am], c = (float)(scale / sum);
-        for (int j = 0; j < k; j++) d[j] += c * expf(z[j] - mx);
+#pragma omp simd
+        for (int j = 0; j < k; j++) d[j] += c * dlt_cpu_expf(z[j] - mx);
         d[lab] -= scale;
     }
     return DLT_OK;

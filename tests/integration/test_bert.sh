@@ -71,7 +71,9 @@ sys.exit(0 if acc > base + 0.05 else 1)
 PY
 
 for np in 1 "$NP"; do
-    $MPIRUN -np "$np" "$BIN/dltrain" train "$TMP/mlm.yaml" train.max_steps=10 train.batch_size=8 data.test="" \
+    $MPIRUN -np "$np" "$BIN/dltrain" train "$TMP/mlm.yaml" train.max_steps=10 train.batch_size=8 data.test="" schedule.warmup_steps=2 \
         run_dir="$TMP/eq$np" >/dev/null 2>&1 || fail "mlm equivalence run with $np ranks"
 done
-same_params "$TMP/eq1/model.h5" "$TMP/eq$NP/model.h5" "bert mlm"
+# AdamW normalises each update, so sum-order noise of 1e-7 in the gradients
+# shows as ~1e-5 in the weights after 10 steps
+same_params "$TMP/eq1/model.h5" "$TMP/eq$NP/model.h5" "bert mlm" 5e-5
