@@ -33,7 +33,11 @@ if [ "$cmd" = stop ]; then
     export SLURM_CONF="$DIR/slurm.conf"
     stop_pid "$DIR/slurmd.pid"
     stop_pid "$DIR/slurmctld.pid"
-    stop_pid "$DIR/munge/munged.pid"
+    if [ -s "$DIR/munge.dir" ]; then
+        MD=$(cat "$DIR/munge.dir")
+        stop_pid "$MD/munged.pid"
+        rm -rf "$MD" "$DIR/munge.dir"
+    fi
     exit 0
 fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
@@ -47,6 +51,12 @@ HOST=$(hostname -s)
 CPUS=$(nproc --all)
 PORT=$((20000 + $$ % 20000))
 mkdir -p "$DIR/spool/ctld" "$DIR/spool/d" "$DIR/log"
+MD=$(mktemp -d /tmp/dlt-munge.XXXXXX)
+echo "$MD" >"$DIR/munge.dir"
+chmod 755 "$MD"
+dd if=/dev/urandom of="$MD/munge.key" bs=1024 count=1 2>/dev/null
+chown -R munge:munge "$MD"
+chmod 400 "$MD/munge.key"
 cat >"$DIR/slurm.conf" <<EOF
 ClusterName=ci
 SlurmctldHost=$HOST
@@ -55,7 +65,7 @@ SlurmdPort=$((PORT + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/socket
+AuthInfo=socket=$MD/socket
 CredType=cred/munge
 StateSaveLocation=$DIR/spool/ctld
 SlurmdSpoolDir=$DIR/spool/d
@@ -78,16 +88,13 @@ PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="$DIR/slurm.conf"
 
-# munge: a daemon of our own; its socket directory must be reachable by all
-mkdir -p "$DIR/munge"
-chmod 755 "$DIR" "$DIR/munge"
-dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 2>/dev/null
-chown -R munge:munge "$DIR/munge"
-chmod 400 "$DIR/munge/munge.key"
-runuser -u munge -- /usr/sbin/munged --socket="$DIR/munge/socket" --key-file="$DIR/munge/munge.key" \
-    --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/seed"
+# munge: a daemon of our own, in a directory of its own (DIR may sit in a
+# private temporary directory that the munge user cannot enter; munged
+# wants its socket directory open to all)
+runuser -u munge -- /usr/sbin/munged --socket="$MD/socket" --key-file="$MD/munge.key" \
+    --pid-file="$MD/munged.pid" --log-file="$MD/munged.log" --seed-file="$MD/seed"
 i=0
-until munge -S "$DIR/munge/socket" -n 2>/dev/null | unmunge -S "$DIR/munge/socket" >/dev/null 2>&1; do
+until munge -S "$MD/socket" -n 2>/dev/null | unmunge -S "$MD/socket" >/dev/null 2>&1; do
     i=$((i + 1))
     [ $i -lt 50 ] || { echo "slurm-local: munged does not answer" >&2; exit 1; }
     sleep 0.1

@@ -32,6 +32,7 @@ echo "ok  lstm lm: predict: $out"
 
 for np in 1 "$NP"; do
     $MPIRUN -np "$np" "$BIN/dltrain" train "$TMP/lm.yaml" train.max_steps=12 train.batch_size=8 data.test="" \
+        optimizer.type=sgd optimizer.lr=0.1 optimizer.momentum=0.9 \
         run_dir="$TMP/eq$np" >/dev/null 2>&1 || fail "lm equivalence run with $np ranks"
 done
 same_params "$TMP/eq1/model.h5" "$TMP/eq$NP/model.h5" "lstm lm"

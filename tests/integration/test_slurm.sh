@@ -35,8 +35,11 @@ log:
 YAML
 
 SL="$TMP/slurm"
+# stop the daemons on every way out, a signal included
 trap 'sh scripts/slurm-local.sh stop "$SL"; rm -rf "$TMP"' EXIT
-eval "$(sh scripts/slurm-local.sh start "$SL")"
+trap 'exit 143' TERM INT HUP
+conf=$(sh scripts/slurm-local.sh start "$SL") || fail "scripts/slurm-local.sh start"
+eval "$conf"
 
 # sbatch of the shipped script, shrunk to this machine: 1 node, 2 tasks,
 # no GPUs (--gres=none overrides the script's gpu request).
