@@ -5,7 +5,7 @@
 #   make test-asan  unit tests under AddressSanitizer and UBSan
 #   make demo       install deps, prepare Fashion-MNIST, train the CNN on 2 ranks
 #   make bench      CPU benchmarks -> bench/results/
-#   make test-gpu   GPU suite (on a machine with a GPU)
+#   make test-gpu   GPU suite (on a machine with a GPU); make bench-gpu; make gpu-pack (scripts/gpu-run.sh)
 
 BUILD ?= build
 BIN   ?= bin
@@ -154,7 +154,7 @@ unit: $(UNIT_BIN) $(REF)/.done
 	  case $$t in *_mpi) echo "== mpirun -np $(NP) $$t"; ASAN_OPTIONS=detect_leaks=0 CK_FORK=no mpirun -np $(NP) $$t ;; \
 	              *) echo "== $$t"; $$t ;; esac; done
 
-integration: all
+integration: all $(BIN)/model_grad
 	@set -e; for t in tests/integration/test_*.sh; do echo "== $$t"; BIN=$(abspath $(BIN)) NP=$(NP) sh $$t; done
 
 test: all unit integration
@@ -165,9 +165,9 @@ test-asan:
 
 # CPU-vs-GPU op comparison; links only what it uses (--as-needed), so a GPU
 # machine without MPI/HDF5 can run it.
-$(GPU_TEST): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/libdlt.a
+$(GPU_TEST): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/tests/gpu/test_cuda_seq.o $(BUILD)/libdlt.a
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< -Wl,--as-needed $(BUILD)/libdlt.a $(LDLIBS)
+	$(CC) -o $@ $(filter %.o,$^) -Wl,--as-needed $(BUILD)/libdlt.a $(LDLIBS)
 
 ifeq ($(CUDA),1)
 gpu-tests: $(GPU_TEST) $(BIN)/libdltcuda.so
@@ -179,11 +179,24 @@ endif
 test-gpu: all gpu-tests
 	BUILD=$(BUILD) BIN=$(BIN) sh scripts/test-gpu.sh
 
+# On a machine with a GPU: the benchmark (bench/gpu/run.sh -> bench/results/gpu-<date>.md).
+bench-gpu: all
+	DLT_BIN=$(abspath $(BIN)) sh bench/gpu/run.sh
+
+# Here, for the lent GPU machine: gpu-carry/dltrain-gpu.tar.xz (scripts/gpu-run.sh).
+gpu-pack:
+	sh scripts/gpu-run.sh pack
+
 demo:
 	sh scripts/install-deps.sh
 	$(MAKE) all
 	test -f data/fashion-mnist/train-00000.h5 || $(BIN)/dlprep fashion-mnist data/fashion-mnist
 	mpirun -np $(NP) $(BIN)/dltrain train configs/cnn_fashion.yaml
+
+# test tools: one program each, used by integration tests
+$(BIN)/model_grad: $(BUILD)/tests/tools/model_grad.o $(BUILD)/liblauncher.a $(BUILD)/libdlt.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDLIBS)
 
 $(BIN)/bench_sgemm: $(BUILD)/bench/sgemm.o
 	@mkdir -p $(@D)
@@ -196,6 +209,10 @@ $(BIN)/bench_allreduce: $(BUILD)/bench/allreduce.o
 bench: all $(BIN)/bench_sgemm $(BIN)/bench_allreduce
 	BIN=$(BIN) sh bench/run.sh
 
+# LSTM LM and BERT throughput vs sgemm peak and PyTorch -> bench/results/seq-<date>.md
+bench-seq: all $(BIN)/bench_sgemm
+	BIN=$(BIN) sh bench/seq.sh
+
 # loader throughput and data-wait fraction -> bench/results/loader-<date>.md
 bench-loader: all
 	BIN=$(BIN) sh bench/loader.sh
@@ -203,7 +220,7 @@ bench-loader: all
 clean:
 	rm -rf $(BUILD) build-asan $(BIN)
 
-.PHONY: all unit integration test test-asan test-gpu gpu-tests demo bench bench-loader clean
+.PHONY: all unit integration test test-asan test-gpu gpu-tests bench-gpu gpu-pack demo bench bench-loader bench-seq clean
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -5,13 +5,16 @@
  * floats become final first. The caller reports progress with
  * dlt_buckets_ready(n_ready) ("the first n_ready floats are final"), usually
  * from the model's grad-ready hook after each layer; every bucket that lies
- * entirely inside the final prefix starts its reduction at once, and the
- * reductions already in flight are driven forward (MPI progresses a
- * non-blocking collective only while the process is inside MPI, so without
- * these tests nothing would overlap). dlt_buckets_finish starts the rest and
- * waits for all of them, with a deadline, so the optimizer sees the sum.
+ * entirely inside the final prefix starts its reduction at once.
+ * dlt_buckets_finish starts the rest and waits for all of them, with a
+ * deadline, so the optimizer sees the sum.
  *
- * On the CPU a bucket is an MPI_Iallreduce in place. On a GPU the caller
+ * On the CPU a bucket is an MPI_Iallreduce in place. MPI progresses a
+ * non-blocking collective only while some thread is inside MPI, so when MPI
+ * runs at MPI_THREAD_MULTIPLE (dlt_comm_init asks for it) a communication
+ * thread owned by the buckets starts and drives the reductions while
+ * backward computes; otherwise, or with env DLT_COMM_THREAD=0 on any rank,
+ * each dlt_buckets_ready() call drives them (once per layer). On a GPU the caller
  * passes device ops (NCCL on a communication stream ordered after the
  * compute stream by an event); the buckets then only decide when to start. */
 #ifndef DLT_BUCKET_H
@@ -42,10 +45,14 @@ int dlt_bucket_plan(size_t n, size_t bucket_floats, size_t *ends, int max);
 
 /* Buckets over grads (n floats, host memory for MPI, device memory with
  * dev). bucket_floats as for dlt_bucket_plan; at most INT_MAX. dev is
- * copied. Returns DLT_ERR_INVALID or DLT_ERR_NOMEM. */
+ * copied. Collective without dev (the ranks agree on the communication
+ * thread). Returns DLT_ERR_INVALID, DLT_ERR_NOMEM or DLT_ERR_COMM. */
 dlt_status dlt_buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
                             const dlt_bucket_device_ops *dev, dlt_buckets_t *out);
 void dlt_buckets_free(dlt_buckets_t b);
+
+/* 1 when a communication thread drives the reductions (see above). */
+int dlt_buckets_threaded(dlt_buckets_t b);
 
 int dlt_buckets_count(dlt_buckets_t b);
 /* Offset and length (floats) of bucket i. */
@@ -67,8 +74,9 @@ dlt_status dlt_buckets_ready(dlt_buckets_t b, size_t n_ready);
 dlt_status dlt_buckets_finish(dlt_buckets_t b);
 
 /* Times (seconds, CLOCK_MONOTONIC) of the last round: start of bucket i and
- * when it was seen complete (by MPI_Test while backward ran, or in finish;
- * on a GPU: when finish returned). */
+ * when it was seen complete (by the communication thread; without it by
+ * MPI_Test while backward ran, or in finish; on a GPU: when finish
+ * returned). 0 for not yet. Safe while the round runs. */
 void dlt_buckets_times(dlt_buckets_t b, int i, double *start, double *end);
 /* Seconds, CLOCK_MONOTONIC (the clock of the bucket times). */
 double dlt_buckets_now(void);

@@ -87,7 +87,9 @@ dlt_guard *dlt_comm_guard(dlt_comm_t c) { return c->guard; }
         }                                                                      \
     } while (0)
 
-/* Contract: starts MPI (MPI_THREAD_FUNNELED) unless it is already running,
+/* Contract: starts MPI unless it is already running, asking for
+ * MPI_THREAD_MULTIPLE (the gradient buckets' communication thread,
+ * comm/bucket.c, uses it when provided) and requiring MPI_THREAD_FUNNELED,
  * duplicates the world communicator with MPI_ERRORS_RETURN, and fills rank,
  * size, node-local rank and host name. argc/argv may be NULL. A program
  * started without mpirun is a world of one. Returns DLT_ERR_INVALID (out ==
@@ -111,7 +113,7 @@ dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
         int provided = 0;
         /* MPI_Init_thread reports errors through the (fatal) default handler;
          * a failure here usually aborts inside MPI with its own message. */
-        MPI_CHECK_GOTO(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), st, fail);
+        MPI_CHECK_GOTO(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), st, fail);
         c->owns_mpi = 1;
         if (provided < MPI_THREAD_FUNNELED) {
             st = DLT_ERR(DLT_ERR_COMM,

@@ -14,7 +14,8 @@
 
 typedef struct dlt_comm *dlt_comm_t;
 
-/* Initialises MPI (thread level FUNNELED) if not yet done and discovers rank,
+/* Initialises MPI (thread level MULTIPLE if provided, else at least
+ * FUNNELED) if not yet done and discovers rank,
  * size and node-local rank. */
 dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out);
 /* Finalises MPI if dlt_comm_init started it. */

@@ -182,3 +182,42 @@ const char *dlt_device_describe(const dlt_backend *be, char *buf, size_t len)
     dlclose(h); /* drops only the reference RTLD_NOLOAD added */
     return buf;
 }
+
+/* The library that implements backend be (a reference the caller drops with
+ * dlclose), or NULL for the CPU backend. */
+static void *backend_library(const dlt_backend *be)
+{
+    Dl_info info;
+    void *fn;
+    memcpy(&fn, &be->destroy, sizeof fn);
+    if (!fn || !dladdr(fn, &info) || !info.dli_fname) return NULL;
+    return dlopen(info.dli_fname, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+}
+
+/* Contract: see device.h. */
+dlt_status dlt_device_set_precision(dlt_backend *be, const char *precision)
+{
+    if (!be) return DLT_ERR(DLT_ERR_INVALID, "set_precision: NULL backend");
+    const char *p = precision ? precision : "auto";
+    if (strcmp(p, "auto") && strcmp(p, "fp32") && strcmp(p, "bf16") && strcmp(p, "fp16"))
+        return DLT_ERR(DLT_ERR_INVALID,
+                       "train.precision: '%s' is not one of auto, fp32, bf16, fp16", p);
+    if (strcmp(be->name, "cuda") != 0) {
+        if (strcmp(p, "auto") && strcmp(p, "fp32"))
+            return DLT_ERR(DLT_ERR_UNSUPPORTED,
+                           "train.precision: %s needs a GPU; the %s backend computes in fp32 "
+                           "(use auto or fp32)", p, be->name);
+        return DLT_OK;
+    }
+    void *h = backend_library(be);
+    if (!h) return DLT_ERR(DLT_ERR_DEVICE, "set_precision: cannot find the CUDA library");
+    dlt_cuda_set_precision_fn set = NULL;
+    void *sym = dlsym(h, DLT_CUDA_SET_PRECISION_SYMBOL);
+    memcpy(&set, &sym, sizeof sym);
+    dlt_status st = set ? set(be, p)
+                        : DLT_ERR(DLT_ERR_DEVICE, "set_precision: %s does not export %s "
+                                  "(stale library: rebuild with make)", "libdltcuda.so",
+                                  DLT_CUDA_SET_PRECISION_SYMBOL);
+    dlclose(h);
+    return st;
+}

@@ -42,4 +42,18 @@ const char *dlt_device_describe(const dlt_backend *be, char *buf, size_t len);
 #define DLT_CUDA_DESCRIBE_SYMBOL "dlt_cuda_describe"
 typedef const char *(*dlt_cuda_describe_fn)(const dlt_backend *be, char *buf, size_t len);
 
+/* Symbol libdltcuda.so exports for dlt_device_set_precision. */
+#define DLT_CUDA_SET_PRECISION_SYMBOL "dlt_cuda_set_precision"
+typedef dlt_status (*dlt_cuda_set_precision_fn)(dlt_backend *be, const char *precision);
+
+/* Sets the compute precision of be (train.precision). On CUDA: "auto" and
+ * "bf16" run GEMMs (linear layers, attention, LSTM) on bf16 tensor cores,
+ * "fp16" on fp16 tensor cores, "fp32" on TF32 tensor cores (strict fp32
+ * FMA when the environment has DLT_CUDA_STRICT_FP32=1); inputs are rounded
+ * inside cuBLAS, accumulation, storage, weights (master copy) and every
+ * other op stay fp32. Convolutions run in cuDNN's default math (TF32) in
+ * every mode. On the CPU "auto" and "fp32" are accepted (fp32), "bf16" and
+ * "fp16" are DLT_ERR_UNSUPPORTED. DLT_ERR_INVALID for any other name. */
+dlt_status dlt_device_set_precision(dlt_backend *be, const char *precision);
+
 #endif

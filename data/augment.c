@@ -6,13 +6,19 @@
  * are on. The map is applied in this order from the output back to the
  * source: flip, rotation about the centre, integer shifts (crop padding,
  * translation), the resized-crop box. When nothing rotates, the map is
- * separable (sx depends on x only, sy on y only), which is the fast path:
- * per-column taps and weights are computed once per sample, each needed
- * source row is interpolated horizontally once into a float row (kept while
- * successive output rows use it, which is most rows when a crop is zoomed
- * in), and each output row is one vertical blend of two such rows. The
- * identity map has integral positions and weights exactly 1 and 0, so flips,
- * rotation by 0 and crops without padding reproduce pixels bit-exactly.
+ * separable (sx depends on x only, sy on y only), which is the fast path and
+ * the one the loader's random resized crop + flip takes: per-column and
+ * per-row source indices and weights are computed once per sample (the flip
+ * is just a decreasing column index), each needed source row is widened to
+ * float and resampled horizontally once (two gathers a pixel) into a small
+ * per-thread scratch row, kept while successive output rows use it (most
+ * rows when a crop is zoomed in), and each output row is one vertical blend
+ * of two such rows with the normalisation folded into the blend weights.
+ * The loops are plain C that -O3 -march=native vectorises. A map that moves
+ * whole pixels only (identity, flips, padded crops, translations) has
+ * weights exactly 1 and 0 and is normalised separately, as the loader does
+ * without augmentation, so those reproduce pixels bit-exactly. Rotation
+ * takes the general path: per-pixel bilinear taps.
  *
  * Random draws: parameter j of a sample is dlt_rand_u01(key, j) with a fixed
  * j per parameter, so switching one part on does not change the draws of
@@ -24,6 +30,7 @@
 #include "data/augment.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -33,11 +40,6 @@
 
 /* Slots of the per-sample draws. */
 enum { U_FLIP, U_ROT, U_TX, U_TY, U_PX, U_PY, U_BRIGHT, U_CONTRAST, U_CUTX, U_CUTY, U_RRC = 16 };
-
-typedef struct {
-    float a, b, e;   /* sx = a*x + b*y + e */
-    float c, d, f;   /* sy = c*x + d*y + f */
-} affine;
 
 int dlt_augment_active(const dlt_augment_cfg *a)
 {
@@ -74,12 +76,15 @@ dlt_status dlt_augment_check(const dlt_augment_cfg *a, int h, int w)
     return DLT_OK;
 }
 
-/* Scratch of the separable path: per-column taps (x0, x1 as int, wx0, wx1
- * as float), two horizontally interpolated rows, and per-row taps. */
+/* Scratch of the separable path (resample_separable), each array aligned to
+ * 64 bytes: column taps xi, xw0, xw1 (W), row taps yi, yw0, yw1 (H), the
+ * zero-padded source row (W + 2) and two horizontally resampled rows (W). */
+static size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
+
 size_t dlt_augment_scratch_bytes(int c, int h, int w)
 {
-    return (size_t)w * (2 * sizeof(int) + 2 * sizeof(float)) + 2 * (size_t)w * sizeof(float) +
-           (size_t)h * (2 * sizeof(int) + 2 * sizeof(float)) + 64;
+    size_t W = (size_t)w, H = (size_t)h;
+    return 3 * al64(W * 4) + 3 * al64(H * 4) + al64((W + 2) * 4) + 2 * al64(W * 4) + 64;
 }
 
 uint64_t dlt_augment_key(uint64_t seed, int64_t epoch, int64_t sample)
@@ -119,9 +124,11 @@ static void rrc_box(const dlt_augment_cfg *a, uint64_t key, int h, int w, float 
     *bh = (float)ch;
 }
 
-/* The inverse map of this sample (see the file comment for the order). */
-static affine sample_map(const dlt_augment_cfg *a, uint64_t key, int h, int w)
+/* Contract (augment.h); the order of the parts is in the file comment. */
+void dlt_augment_geometry(const dlt_augment_cfg *a, uint64_t key, int h, int w, dlt_augment_map *out)
 {
+    static const dlt_augment_cfg none;
+    if (!a) a = &none;
     float bx = 0, by = 0, bw = (float)w, bh = (float)h;
     if (a->scale_max > 0) rrc_box(a, key, h, w, &bx, &by, &bw, &bh);
     float sx = bw / (float)w, sy = bh / (float)h;
@@ -151,7 +158,7 @@ static affine sample_map(const dlt_augment_cfg *a, uint64_t key, int h, int w)
     }
     float cx = 0.5f * (float)(w - 1), cy = 0.5f * (float)(h - 1);
     /* x2 = cs*(x1-cx) + sn*(y-cy) + cx ; y2 = -sn*(x1-cx) + cs*(y-cy) + cy, x1 = fa*x + fe */
-    affine m;
+    dlt_augment_map m;
     float ax = cs * fa, bxy = sn, ex = cs * (fe - cx) - sn * cy + cx;
     float cyx = -sn * fa, dy = cs, fy = -sn * (fe - cx) - cs * cy + cy;
     if (a->rotate <= 0) { /* keep the identity exact */
@@ -169,11 +176,12 @@ static affine sample_map(const dlt_augment_cfg *a, uint64_t key, int h, int w)
     m.c = cyx * sy;
     m.d = dy * sy;
     m.f = (fy + shy) * sy + oy;
-    return m;
+    *out = m;
 }
 
-/* Taps of one axis: position p -> indices i0, i1 clamped into [0, n) and
- * weights, a weight 0 where the tap falls outside (zero padding). */
+/* Taps of one axis of the general path: position p -> indices i0, i1
+ * clamped into [0, n) and weights, a weight 0 where the tap falls outside
+ * (zero padding). */
 static void taps(float p, int n, int *i0, int *i1, float *w0, float *w1)
 {
     float fl = floorf(p);
@@ -185,51 +193,130 @@ static void taps(float p, int n, int *i0, int *i1, float *w0, float *w1)
     *i1 = k + 1 < 0 ? 0 : k + 1 >= n ? n - 1 : k + 1;
 }
 
-/* Separable resampling of all channels: dst (C, H, W) pixel values. */
-static void resample_separable(const affine *m, const uint8_t *src, int c, int h, int w, float *dst,
-                               void *scratch)
+/* Taps of one axis of the separable path, for outputs i in [0, m) at
+ * source positions a*i + e of a line of n pixels. Positions are evaluated in
+ * double, so the weights do not depend on how the compiler contracts a*i + e
+ * (the reference in the tests does the same). The line is read zero-padded:
+ * index 0 and n + 1 are zeros, pixel k is at k + 1; output i blends padded
+ * pixels idx[i] and idx[i] + 1 with w0[i], w1[i], so taps straddling an edge
+ * need no branch, and taps wholly outside get weights 0. Returns 1 if every
+ * weight is exactly 0 or 1 (the map only moves whole pixels). */
+static int axis_taps(double a, double e, int m, int n, int32_t *idx, float *w0, float *w1)
 {
-    int *xi0 = scratch, *xi1 = xi0 + w;
-    float *xw0 = (float *)(xi1 + w), *xw1 = xw0 + w;
-    float *rowa = xw1 + w, *rowb = rowa + w;   /* (W) horizontally interpolated rows */
-    int *yi0 = (int *)(rowb + w), *yi1 = yi0 + h;
-    float *yw0 = (float *)(yi1 + h), *yw1 = yw0 + h;
-    for (int x = 0; x < w; x++) taps(m->a * (float)x + m->e, w, &xi0[x], &xi1[x], &xw0[x], &xw1[x]);
-    for (int y = 0; y < h; y++) taps(m->d * (float)y + m->f, h, &yi0[y], &yi1[y], &yw0[y], &yw1[y]);
+    int whole = 1;
+    for (int i = 0; i < m; i++) {
+        double p = a * (double)i + e, fl = floor(p);
+        float f = (float)(p - fl);
+        if (fl < -1.0 || fl > (double)(n - 1)) {
+            idx[i] = 0;
+            w0[i] = w1[i] = 0.0f;
+        } else {
+            idx[i] = (int32_t)fl + 1;
+            w0[i] = 1.0f - f;
+            w1[i] = f;
+        }
+        whole &= w1[i] == 0.0f && (w0[i] == 0.0f || w0[i] == 1.0f);
+    }
+    return whole;
+}
+
+/* The separable path's tables and rows, carved out of the caller's scratch. */
+typedef struct {
+    int32_t *xi, *yi;      /* (W), (H) padded indices */
+    float *xw0, *xw1;      /* (W) */
+    float *yw0, *yw1;      /* (H) */
+    float *line;           /* (W + 2) one source row as floats, zero-padded */
+    float *row[2];         /* (W) horizontally resampled rows */
+    int key[2];            /* padded source row held by row[k]; -1: none */
+    int last;              /* row[] slot used last */
+} sep;
+
+static void sep_layout(sep *t, void *scratch, int h, int w)
+{
+    uintptr_t p = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
+    size_t W = al64((size_t)w * 4), H = al64((size_t)h * 4);
+    t->xi = (int32_t *)p;
+    t->xw0 = (float *)(p += W);
+    t->xw1 = (float *)(p += W);
+    t->yi = (int32_t *)(p += W);
+    t->yw0 = (float *)(p += H);
+    t->yw1 = (float *)(p += H);
+    t->line = (float *)(p += H);
+    t->row[0] = (float *)(p += al64(((size_t)w + 2) * 4));
+    t->row[1] = (float *)(p + W);
+}
+
+/* out (W) = w0 * line[idx] + w1 * line[idx + 1]: the horizontal pass, a
+ * loop of two gathers and a blend that -O3 -march=native vectorises (the
+ * flip is only a decreasing idx). */
+static void hpass(const float *restrict line, const int32_t *restrict idx, const float *restrict w0,
+                  const float *restrict w1, float *restrict out, int w)
+{
+    for (int x = 0; x < w; x++) out[x] = w0[x] * line[idx[x]] + w1[x] * line[idx[x] + 1];
+}
+
+/* out (W) = a0 * ra + a1 * rb + bias: the vertical pass with the
+ * normalisation folded into a0, a1 and bias. */
+static void vpass(const float *restrict ra, const float *restrict rb, float a0, float a1, float bias,
+                  float *restrict out, int w)
+{
+    for (int x = 0; x < w; x++) out[x] = a0 * ra[x] + a1 * rb[x] + bias;
+}
+
+/* The horizontally resampled padded source row r of plane s (H, W), from
+ * the two-row cache: successive output rows of an upscaling crop mostly
+ * reuse both rows, so each source row is resampled about once a plane. */
+static const float *sep_row(sep *t, const uint8_t *s, int h, int w, int r)
+{
+    for (int k = 0; k < 2; k++)
+        if (t->key[k] == r) {
+            t->last = k;
+            return t->row[k];
+        }
+    int k = 1 - t->last;
+    float *o = t->row[k];
+    if (r == 0 || r == h + 1) {
+        memset(o, 0, (size_t)w * sizeof *o);
+    } else {
+        const uint8_t *restrict sr = s + (size_t)(r - 1) * (size_t)w;
+        float *restrict ln = t->line + 1;
+        for (int x = 0; x < w; x++) ln[x] = (float)sr[x];
+        hpass(t->line, t->xi, t->xw0, t->xw1, o, w);
+    }
+    t->key[k] = r;
+    t->last = k;
+    return o;
+}
+
+/* Separable resampling of all channels into dst (C, H, W): pixel values,
+ * or, when norm, already normalised ((v/255 - mean) / std folded into the
+ * vertical weights). The tables in t are filled. */
+static void resample_separable(sep *t, const uint8_t *src, int c, int h, int w, int norm,
+                               const float *mean, const float *std, float *dst)
+{
+    size_t hw = (size_t)h * (size_t)w;
+    t->line[0] = t->line[w + 1] = 0.0f;
     for (int ch = 0; ch < c; ch++) {
-        const uint8_t *s = src + (size_t)ch * (size_t)h * (size_t)w; /* (H, W) */
-        float *d = dst + (size_t)ch * (size_t)h * (size_t)w;         /* (H, W) */
-        int ra = -1, rb = -1;  /* source rows held in rowa, rowb */
+        const uint8_t *s = src + (size_t)ch * hw;  /* (H, W) */
+        float *d = dst + (size_t)ch * hw;          /* (H, W) */
+        float sd = std ? std[ch] : 1.0f, mu = mean ? mean[ch] : 0.0f;
+        float scale = norm ? (float)(1.0 / (255.0 * (double)sd)) : 1.0f;
+        float bias = norm ? (float)(-(double)mu / (double)sd) : 0.0f;
+        t->key[0] = t->key[1] = -1;
+        t->last = 1;
         for (int y = 0; y < h; y++) {
-            int r0 = yi0[y], r1 = yi1[y];
-            /* bring rows r0 and r1 into (rowa, rowb), reusing what is there */
-            if (ra != r0) {
-                if (rb == r0) {
-                    float *t = rowa;
-                    rowa = rowb;
-                    rowb = t;
-                    ra = rb;
-                    rb = -1;
-                } else {
-                    const uint8_t *sr = s + (size_t)r0 * (size_t)w;
-                    for (int x = 0; x < w; x++) rowa[x] = xw0[x] * sr[xi0[x]] + xw1[x] * sr[xi1[x]];
-                    ra = r0;
-                }
-            }
-            if (rb != r1) {
-                const uint8_t *sr = s + (size_t)r1 * (size_t)w;
-                for (int x = 0; x < w; x++) rowb[x] = xw0[x] * sr[xi0[x]] + xw1[x] * sr[xi1[x]];
-                rb = r1;
-            }
-            float w0 = yw0[y], w1 = yw1[y];
-            float *o = d + (size_t)y * (size_t)w;
-            for (int x = 0; x < w; x++) o[x] = w0 * rowa[x] + w1 * rowb[x];
+            int r = t->yi[y];
+            float w0 = t->yw0[y], w1 = t->yw1[y];
+            const float *ra = sep_row(t, s, h, w, r);
+            const float *rb = w1 != 0.0f ? sep_row(t, s, h, w, r + 1) : ra;
+            vpass(ra, rb, w0 * scale, w1 * scale, bias, d + (size_t)y * (size_t)w, w);
         }
     }
 }
 
-/* General (rotated) resampling, bilinear with zeros outside. */
-static void resample_general(const affine *m, const uint8_t *src, int c, int h, int w, float *dst)
+/* General (rotated) resampling, bilinear with zeros outside: pixel values. */
+static void resample_general(const dlt_augment_map *m, const uint8_t *src, int c, int h, int w,
+                             float *dst)
 {
     size_t hw = (size_t)h * (size_t)w;
     for (int y = 0; y < h; y++)
@@ -254,13 +341,25 @@ void dlt_augment_sample(const dlt_augment_cfg *a, uint64_t key, const uint8_t *s
     size_t hw = (size_t)h * (size_t)w, n = (size_t)c * hw;
     static const dlt_augment_cfg none;
     if (!a) a = &none;
-    affine m = sample_map(a, key, h, w);
-    if (m.b == 0 && m.c == 0)
-        resample_separable(&m, src, c, h, w, dst, scratch);
-    else
+    dlt_augment_map m;
+    dlt_augment_geometry(a, key, h, w, &m);
+    int photometric = a->brightness > 0 || a->contrast > 0;
+    int normalised = 0;   /* dst already normalised by the fused vertical pass */
+    if (m.b == 0 && m.c == 0) {
+        sep t;
+        sep_layout(&t, scratch, h, w);
+        int whole = axis_taps(m.a, m.e, w, w, t.xi, t.xw0, t.xw1);
+        whole &= axis_taps(m.d, m.f, h, h, t.yi, t.yw0, t.yw1);
+        /* Whole-pixel maps keep the separate normalisation below, so flips,
+         * pad crops and identities equal the loader's plain normalisation
+         * bit for bit; photometric parts need pixel values first. */
+        normalised = !whole && !photometric;
+        resample_separable(&t, src, c, h, w, normalised, mean, std, dst);
+    } else {
         resample_general(&m, src, c, h, w, dst);
+    }
 
-    if (a->brightness > 0 || a->contrast > 0) {
+    if (photometric) {
         float bf = 1.0f + a->brightness * (2 * dlt_rand_u01(key, U_BRIGHT) - 1);
         float cf = 1.0f + a->contrast * (2 * dlt_rand_u01(key, U_CONTRAST) - 1);
         double sum = 0;
@@ -271,7 +370,7 @@ void dlt_augment_sample(const dlt_augment_cfg *a, uint64_t key, const uint8_t *s
             dst[i] = v < 0 ? 0 : v > 255 ? 255 : v;
         }
     }
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = 0; ch < c && !normalised; ch++) {
         float mu = mean ? mean[ch] : 0.0f, sd = std ? std[ch] : 1.0f;
         float *d = dst + (size_t)ch * hw;
         for (size_t i = 0; i < hw; i++) d[i] = (d[i] / 255.0f - mu) / sd;

@@ -49,6 +49,16 @@ size_t dlt_augment_scratch_bytes(int c, int h, int w);
 void dlt_augment_sample(const dlt_augment_cfg *a, uint64_t key, const uint8_t *src, int c, int h,
                         int w, const float *mean, const float *std, float *dst, void *scratch);
 
+/* The inverse geometric map of one sample: output pixel (x, y) reads the
+ * source bilinearly at (a*x + b*y + e, c*x + d*y + f), pixel centres at
+ * integers, zeros outside. b = c = 0 unless it rotates. a NULL: identity.
+ * (What dlt_augment_sample resamples with; tests check against it.) */
+typedef struct {
+    float a, b, e;
+    float c, d, f;
+} dlt_augment_map;
+void dlt_augment_geometry(const dlt_augment_cfg *a, uint64_t key, int h, int w, dlt_augment_map *m);
+
 /* The per-sample key: (seed, epoch, index of the sample in the data set). */
 uint64_t dlt_augment_key(uint64_t seed, int64_t epoch, int64_t sample);
 

@@ -183,14 +183,14 @@ dlt_status dlt_loader_init(dlt_dataset_t ds, const dlt_loader_cfg *cfg, dlt_load
 
     size_t cap = (size_t)(m ? m : 1);
     int threads = cfg->prefetch > 0 ? (cfg->threads > 0 ? cfg->threads : 1) : 1;
-    l->n_scratch = threads;
+    l->n_scratch = cfg->prefetch > 0 ? threads + 1 : 1;
     l->perm = malloc((size_t)l->n * sizeof *l->perm);
     l->lut = malloc((size_t)c * 256 * sizeof *l->lut);
     l->mean = malloc((size_t)c * sizeof *l->mean);
     l->std = malloc((size_t)c * sizeof *l->std);
-    l->scr = calloc((size_t)threads, sizeof *l->scr);
+    l->scr = calloc((size_t)l->n_scratch, sizeof *l->scr);
     int ok = l->perm && l->lut && l->mean && l->std && l->scr;
-    for (int i = 0; ok && i < threads; i++) {
+    for (int i = 0; ok && i < l->n_scratch; i++) {
         l->scr[i].idx = malloc(cap * sizeof *l->scr[i].idx);
         l->scr[i].raw = malloc(cap * l->sample_elems);
         l->scr[i].aug = malloc(dlt_augment_scratch_bytes(c, h, w));

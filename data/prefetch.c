@@ -15,6 +15,7 @@
 #include "data/prefetch.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,10 @@ static void *worker(void *arg)
 {
     worker_arg *wa = arg;
     dlt_prefetch *p = wa->p;
+    if (getenv("W2_BATCH")) {
+        struct sched_param sp = { 0 };
+        pthread_setschedparam(pthread_self(), atoi(getenv("W2_BATCH")) == 2 ? SCHED_IDLE : SCHED_BATCH, &sp);
+    }
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->quit &&
@@ -177,6 +182,20 @@ dlt_status dlt_prefetch_take(dlt_prefetch *p, dlt_batch **out)
     }
     int i = (int)(p->consumer % p->depth);
     dlt_batch *b = &p->b[i];
+    if (getenv("W2_INLINE") && p->next == p->consumer && b->state == FREE) {
+        int64_t s = p->next++;
+        b->state = FILLING;
+        p->busy++;
+        pthread_mutex_unlock(&p->mu);
+        dlt_status st = p->produce(p->ctx, p->threads, s, b);
+        b->st = st;
+        if (st != DLT_OK) snprintf(b->msg, sizeof b->msg, "%s", dlt_last_error());
+        pthread_mutex_lock(&p->mu);
+        p->busy--;
+        b->step = s;
+        b->state = READY;
+        pthread_cond_broadcast(&p->ready);
+    }
     while (!(b->state == READY && b->step == p->consumer)) pthread_cond_wait(&p->ready, &p->mu);
     b->state = TAKEN;
     p->held = i;

@@ -123,6 +123,8 @@ static const key_def KEYS[] = {
     {"train.seed", K_UINT64, FLD(seed), "42", 0, 0, 0, NULL, "seed of every random stream"},
     {"train.device", K_CHOICE, FLD(device), "auto", 0, 0, 0, "auto|cpu|cuda",
      "auto: a GPU when one is found"},
+    {"train.precision", K_CHOICE, FLD(precision), "auto", 0, 0, 0, "auto|fp32|bf16|fp16",
+     "GEMM precision on GPU (auto: bf16; fp16 adds dynamic loss scaling); CPU: fp32"},
     {"train.threads", K_INT, FLD(threads), "0", 0, 4096, 0, NULL,
      "CPU threads per rank; 0: OpenMP/OpenBLAS default"},
     {"train.nonfinite", K_CHOICE, FLD(nonfinite), "stop", 0, 0, 0, "stop|skip",

@@ -51,6 +51,7 @@ typedef struct {
     int64_t max_steps;             /* 0: no limit */
     uint64_t seed;
     char device[16];               /* auto | cpu | cuda */
+    char precision[8];             /* train.precision: auto | fp32 | bf16 | fp16 */
     int threads;                   /* 0: OpenMP/OpenBLAS default */
     int accum_steps;               /* train.accum_steps: micro-batches per optimizer step */
 

@@ -57,7 +57,7 @@ struct dlt_dist {
 
     double timeout_s;            /* comm.timeout_s, for NCCL */
     int64_t steps;               /* statistics for comm.json */
-    double backward_s, wait_s;
+    double backward_s, wait_s, comm_s;
 };
 
 /* Looks up `name` in the shared object that implements backend be. */
@@ -253,6 +253,26 @@ static void write_trace(dlt_dist *d, double t_done)
     fprintf(f, "{\"step\": %lld, \"event\": \"reduced\", \"t\": %.6f}\n", s, t_done - d->t0);
 }
 
+/* Seconds during which at least one bucket's reduction was in flight this
+ * step: the union of the buckets' [start, end] intervals (they start in
+ * order, so one pass merges them). */
+static double comm_busy(dlt_buckets_t b)
+{
+    double busy = 0, lo = 0, hi = -1;
+    for (int i = 0; i < dlt_buckets_count(b); i++) {
+        double t1, t2;
+        dlt_buckets_times(b, i, &t1, &t2);
+        if (t1 > hi) {
+            if (hi > lo) busy += hi - lo;
+            lo = t1;
+            hi = t2;
+        } else if (t2 > hi) {
+            hi = t2;
+        }
+    }
+    return busy + (hi > lo ? hi - lo : 0);
+}
+
 /* Contract: see dist.h. */
 dlt_status dlt_dist_finish(dlt_dist *d)
 {
@@ -262,6 +282,7 @@ dlt_status dlt_dist_finish(dlt_dist *d)
     d->steps++;
     d->backward_s += d->t_bwd_end - d->t_begin;
     d->wait_s += t_done - t;
+    if (d->buckets) d->comm_s += comm_busy(d->buckets);
     if (d->trace) write_trace(d, t_done);
     d->armed = 0;
     return DLT_OK;
@@ -279,9 +300,11 @@ void dlt_dist_free(dlt_dist *d, const char *run_dir)
             size_t n;
             dlt_model_grads(d->model, &n);
             fprintf(f, "{\"world\": %d, \"grad_floats\": %zu, \"buckets\": %d, \"bucket_floats\": %zu, "
-                       "\"steps\": %lld, \"backward_s_per_step\": %.6f, \"wait_s_per_step\": %.6f}\n",
+                       "\"steps\": %lld, \"backward_s_per_step\": %.6f, \"wait_s_per_step\": %.6f, "
+                       "\"comm_s_per_step\": %.6f, \"comm_thread\": %d}\n",
                     d->world, n, d->buckets ? dlt_buckets_count(d->buckets) : 0, d->bucket_floats,
-                    (long long)d->steps, d->backward_s / (double)d->steps, d->wait_s / (double)d->steps);
+                    (long long)d->steps, d->backward_s / (double)d->steps, d->wait_s / (double)d->steps,
+                    d->comm_s / (double)d->steps, d->buckets ? dlt_buckets_threaded(d->buckets) : 0);
             fclose(f);
         }
     }

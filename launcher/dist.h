@@ -36,7 +36,9 @@ dlt_status dlt_dist_begin(dlt_dist *d, int64_t step, int last);
 dlt_status dlt_dist_finish(dlt_dist *d);
 
 /* Frees d; rank 0 writes run_dir/comm.json (bucket count, mean seconds
- * per step in backward and waiting for reductions after it). NULL is a no-op. */
+ * per step in backward, waiting for reductions after it, and with any
+ * reduction in flight; whether a communication thread drove them). NULL is
+ * a no-op. */
 void dlt_dist_free(dlt_dist *d, const char *run_dir);
 
 #endif

@@ -31,6 +31,7 @@
 #include "launcher/checkpoint.h"
 #include "launcher/commands.h"
 #include "launcher/config.h"
+#include "launcher/lossscale.h"
 #include "launcher/dryrun.h"
 #include "launcher/dist.h"
 #include "launcher/fault.h"
@@ -72,6 +73,7 @@ typedef struct {
     dlt_ckpt_run ck;    /* checkpoints, resume, init_from (launcher/ckpt_run.c) */
     dlt_train_pos pos;  /* where training stands; a resume restores it */
     dlt_numerics num;   /* NaN/Inf policy and time breakdown (launcher/numerics.c) */
+    dlt_lossscale ls;   /* train.precision fp16: dynamic loss scale (launcher/lossscale.c) */
     int stop;           /* a rank caught SIGTERM/SIGUSR1: checkpoint and exit 0 */
     int dry_run;        /* --dry-run (launcher/dryrun.c) */
     char run_dir[DLT_PATH_LEN];
@@ -362,6 +364,8 @@ static dlt_status setup(trainer *t, int argc, char **argv)
     DLT_CHECK(dlt_fault_from_env(&t->fault));
     set_threads(t);
     DLT_CHECK(dlt_device_open(t->cfg.device, dlt_comm_local_rank(t->comm), &t->be));
+    DLT_CHECK(dlt_device_set_precision(t->be, t->cfg.precision));
+    dlt_lossscale_init(&t->ls, t->cfg.precision, t->be);
     DLT_CHECK(open_data(t));
     DLT_CHECK(build_model(t));
     if (t->dry_run) return dlt_dry_run(&t->cfg, t->comm, t->be, t->train_ds, t->test_ds, t->train_ld, t->model);
@@ -444,7 +448,7 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
             tk = dlt_tick(&t->num.time[DLT_TIME_FORWARD], tk);
             dlt_comm_set_where(t->comm, step, "backward");
             STEP_CHECK(t, dlt_dist_begin(t->dist, step, last));
-            float scale = 1.0f / ((float)(gcount > 0 ? gcount : 1) * (float)accum);
+            float scale = dlt_lossscale_factor(&t->ls) / ((float)(gcount > 0 ? gcount : 1) * (float)accum);
             STEP_CHECK(t, micro ? dlt_model_backward_accumulate(t->model, n, &ctx, scale)
                                 : dlt_model_backward(t->model, n, &ctx, scale));
             dlt_tick(&t->num.time[DLT_TIME_BACKWARD], tk);
@@ -466,6 +470,14 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     dlt_comm_set_where(t->comm, step, "allreduce");
     double tk = now_s();
     STEP_CHECK(t, dlt_dist_finish(t->dist));
+    int overflow;
+    STEP_CHECK(t, dlt_lossscale_unscale(&t->ls, be, g, n_params, &overflow));
+    if (overflow) { /* fp16: skip the step at a lower scale, alike on every rank */
+        win->loss = loss0;
+        win->correct = correct0;
+        win->samples = samples0;
+        return 1;
+    }
     tk = dlt_tick(&t->num.time[DLT_TIME_COMM], tk);
     /* numerics.c: one tiny allreduce agrees on stop signals and non-finite
      * losses, then the optimizer steps or skips, alike on every rank. */
@@ -507,7 +519,7 @@ static void log_train(trainer *t, int64_t step, int64_t epoch, window *win, doub
     dlt_progress_train(&t->prog, &r);
     if (t->rank == 0) {
         dlt_record_write(t->jsonl, &r);
-        dlt_tboard_log(&t->tb, &r, 1.0); /* fp32: no loss scaling */
+        dlt_tboard_log(&t->tb, &r, dlt_lossscale_factor(&t->ls));
     }
     *win = (window){ .t0 = now_s() };
 }

@@ -15,15 +15,24 @@
  *
  * gemm maps row-major to cuBLAS's column-major: a row-major matrix is the
  * column-major view of its transpose, so C = op(A) op(B) is computed as
- * C^T = op(B)^T op(A)^T by swapping the operands (and m with n). cuBLAS may
- * use TF32 tensor cores (10-bit mantissa inputs, fp32 accumulation), as
- * PyTorch does with allow_tf32. */
+ * C^T = op(B)^T op(A)^T by swapping the operands (and m with n). Every gemm
+ * (plain and strided-batched, used by attention and LSTM too) goes through
+ * cublasGemmStridedBatchedEx with fp32 A, B, C and a compute type chosen by
+ * train.precision (dlt_cuda_set_precision): TF32 tensor cores for fp32 (as
+ * PyTorch's allow_tf32), bf16 or fp16 tensor cores otherwise; cuBLAS rounds
+ * the inputs inside the kernel and accumulates in fp32, so no bf16 copies of
+ * activations or weights exist and the fp32 weights are the master copy.
+ *
+ * Data errors found by kernels (bad token ids, labels) are recorded in a
+ * mapped host word and reported by the next download/sumsq/sync. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/cuda/cuda_internal.h"
 #include "core/device.h"
+
+static void cuda_destroy(dlt_backend *be);
 
 /* Smallest allocation, so that every successful alloc is a distinct pointer. */
 #define CUDA_MIN_ALLOC 256
@@ -95,7 +104,7 @@ static dlt_status cuda_download(dlt_backend *be, void *dst_host, const void *src
     cudaStream_t s = dlt_cuda_of(be)->stream;
     CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
-    return DLT_OK;
+    return dlt_cuda_data_error(be);
 }
 
 /* Device -> device, queued. Ranges must not overlap. */
@@ -113,6 +122,59 @@ static dlt_status cuda_sync(dlt_backend *be)
 {
     CUDA_ENTER(be);
     CUDA_CHECK(cudaStreamSynchronize(dlt_cuda_of(be)->stream));
+    return dlt_cuda_data_error(be);
+}
+
+/* Contract: cuda_internal.h. */
+dlt_status dlt_cuda_data_error(dlt_backend *be)
+{
+    dlt_cuda_data_err *e = dlt_cuda_of(be)->data_err_host;
+    if (!e || e->code == DLT_CUDA_DATA_ERR_NONE) return DLT_OK;
+    dlt_cuda_data_err v = *e;
+    memset(e, 0, sizeof *e);
+    if (v.code == DLT_CUDA_DATA_ERR_EMBED_ID)
+        return DLT_ERR(DLT_ERR_INVALID, "embedding: token %d has id %g, outside [0, %d)", v.index,
+                       (double)v.value, v.limit);
+    return DLT_ERR(DLT_ERR_INVALID, "softmax_xent_seq: label %d of row %d is >= %d classes",
+                   (int)v.value, v.index, v.limit);
+}
+
+/* Contract: cuda_internal.h. */
+dlt_status dlt_cuda_scratch(dlt_backend *be, size_t bytes, void **out)
+{
+    dlt_cuda_impl *impl = dlt_cuda_of(be);
+    if (bytes > impl->scratch_bytes) {
+        CUDA_ENTER(be);
+        CUDA_CHECK(cudaStreamSynchronize(impl->stream)); /* the old one may still be in use */
+        if (impl->scratch) cudaFree(impl->scratch);
+        impl->scratch = NULL;
+        impl->scratch_bytes = 0;
+        size_t sz = bytes + bytes / 4; /* headroom: shapes grow a little (last batch, eval) */
+        CUDA_CHECK(cudaMalloc(&impl->scratch, sz));
+        impl->scratch_bytes = sz;
+    }
+    *out = impl->scratch;
+    return DLT_OK;
+}
+
+/* ---- precision ---- */
+
+/* Contract: cuda_internal.h (exported). */
+dlt_status dlt_cuda_set_precision(dlt_backend *be, const char *precision)
+{
+    if (!be || be->destroy != cuda_destroy)
+        return DLT_ERR(DLT_ERR_INVALID, "set_precision: not a CUDA backend");
+    dlt_cuda_impl *impl = dlt_cuda_of(be);
+    const char *strict = getenv("DLT_CUDA_STRICT_FP32");
+    if (!precision || !strcmp(precision, "auto") || !strcmp(precision, "bf16"))
+        impl->prec = DLT_CUDA_PREC_BF16;
+    else if (!strcmp(precision, "fp16"))
+        impl->prec = DLT_CUDA_PREC_FP16;
+    else if (!strcmp(precision, "fp32"))
+        impl->prec = strict && !strcmp(strict, "1") ? DLT_CUDA_PREC_STRICT : DLT_CUDA_PREC_FP32;
+    else
+        return DLT_ERR(DLT_ERR_INVALID, "precision '%s' is not one of auto|fp32|bf16|fp16",
+                       precision);
     return DLT_OK;
 }
 
@@ -135,10 +197,46 @@ dlt_status dlt_cuda_gemm(dlt_backend *be, int ta, int tb, int m, int n, int k, f
                        "ldb=%d ldc=%d)",
                        ta, tb, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0) return DLT_OK;
+    return dlt_cuda_gemm_batched(be, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc,
+                                 0, 1);
+}
+
+/* cuBLAS compute type of a precision. The FAST_* types take fp32 A, B and C
+ * and let cuBLAS round A and B to tf32/bf16/fp16 inside the tensor-core
+ * kernel; accumulation and C stay fp32. */
+static cublasComputeType_t compute_type(dlt_cuda_prec p)
+{
+    switch (p) {
+    case DLT_CUDA_PREC_STRICT: return CUBLAS_COMPUTE_32F_PEDANTIC;
+    case DLT_CUDA_PREC_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case DLT_CUDA_PREC_FP16: return CUBLAS_COMPUTE_32F_FAST_16F;
+    case DLT_CUDA_PREC_FP32: break;
+    }
+    return CUBLAS_COMPUTE_32F_FAST_TF32;
+}
+
+/* Contract: cuda_internal.h. Row-major to column-major by the operand swap
+ * of the file comment; batch 1 with zero strides is a plain gemm. */
+dlt_status dlt_cuda_gemm_batched(dlt_backend *be, int ta, int tb, int m, int n, int k,
+                                 float alpha, const float *a, int lda, long long sa,
+                                 const float *b, int ldb, long long sb, float beta, float *c,
+                                 int ldc, long long sc, int batch)
+{
+    if (m == 0 || n == 0 || batch == 0) return DLT_OK;
     CUDA_ENTER(be);
-    CUBLAS_CHECK(cublasSgemm(dlt_cuda_of(be)->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
-                             &beta, c, ldc));
+    dlt_cuda_impl *impl = dlt_cuda_of(be);
+    const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (k == 0) { /* C = beta C: cuBLAS handles k = 0 for the plain gemm only */
+        for (int i = 0; i < batch; i++)
+            CUBLAS_CHECK(cublasSgemm(impl->cublas, opb, opa, n, m, 0, &alpha, b, ldb, a, lda,
+                                     &beta, c + i * sc, ldc));
+        return DLT_OK;
+    }
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(impl->cublas, opb, opa, n, m, k, &alpha, b,
+                                            CUDA_R_32F, ldb, sb, a, CUDA_R_32F, lda, sa, &beta,
+                                            c, CUDA_R_32F, ldc, sc, batch,
+                                            compute_type(impl->prec), CUBLAS_GEMM_DEFAULT));
     return DLT_OK;
 }
 
@@ -155,6 +253,8 @@ static void impl_release(dlt_cuda_impl *impl)
     if (impl->cublas) cublasDestroy(impl->cublas);
     if (impl->reduce_partial) cudaFree(impl->reduce_partial);
     if (impl->reduce_host) cudaFreeHost(impl->reduce_host);
+    if (impl->data_err_host) cudaFreeHost(impl->data_err_host);
+    if (impl->scratch) cudaFree(impl->scratch);
     if (impl->stream) cudaStreamDestroy(impl->stream);
     cudaGetLastError();
     free(impl);
@@ -181,11 +281,14 @@ static dlt_status impl_init(dlt_cuda_impl *impl)
     CUDA_CHECK(cudaMalloc((void **)&impl->reduce_partial,
                           (DLT_CUDA_REDUCE_BLOCKS + 1) * sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&impl->reduce_host, sizeof(double)));
+    CUDA_CHECK(cudaHostAlloc((void **)&impl->data_err_host, sizeof(dlt_cuda_data_err),
+                             cudaHostAllocMapped));
+    memset(impl->data_err_host, 0, sizeof(dlt_cuda_data_err));
+    CUDA_CHECK(cudaHostGetDevicePointer((void **)&impl->data_err_dev, impl->data_err_host, 0));
+    impl->prec = DLT_CUDA_PREC_FP32;
     return DLT_OK;
 }
 
-/* Ops not listed (the sequence-model ops appended to backend.h) stay NULL:
- * model build then reports them as not supported on cuda. */
 static const dlt_backend cuda_table = {
     .abi = DLT_BACKEND_ABI,
     .name = "cuda",
@@ -232,6 +335,17 @@ static const dlt_backend cuda_table = {
     .onehot = dlt_cuda_onehot,
 
     .opt_update = dlt_cuda_opt_update,
+
+    .embedding_fwd = dlt_cuda_embedding_fwd,
+    .embedding_bwd = dlt_cuda_embedding_bwd,
+    .layernorm_fwd = dlt_cuda_layernorm_fwd,
+    .layernorm_bwd = dlt_cuda_layernorm_bwd,
+    .softmax_xent_seq_fwd = dlt_cuda_softmax_xent_seq_fwd,
+    .softmax_xent_seq_bwd = dlt_cuda_softmax_xent_seq_bwd,
+    .attention_fwd = dlt_cuda_attention_fwd,
+    .attention_bwd = dlt_cuda_attention_bwd,
+    .lstm_fwd = dlt_cuda_lstm_fwd,
+    .lstm_bwd = dlt_cuda_lstm_bwd,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

@@ -253,7 +253,7 @@ extern "C" dlt_status dlt_cuda_sumsq(dlt_backend *be, size_t n, const float *x, 
                                cudaMemcpyDeviceToHost, impl->stream));
     CUDA_CHECK(cudaStreamSynchronize(impl->stream));
     *out_host = *impl->reduce_host;
-    return DLT_OK;
+    return dlt_cuda_data_error(be);
 }
 
 extern "C" dlt_status dlt_cuda_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *x,

@@ -35,6 +35,29 @@ extern "C" {
 
 typedef struct dlt_cuda_conv_cache dlt_cuda_conv_cache; /* cuda_conv.c */
 
+/* Data errors found by kernels (a token id outside the vocabulary, a label
+ * >= classes). A kernel cannot return a status and checking on the host
+ * would need a sync per op, so the first offender is recorded in pinned,
+ * device-mapped host memory and reported as DLT_ERR_INVALID by the next
+ * call that synchronises anyway (download, sumsq, sync). */
+typedef struct {
+    int code;      /* 0 none, else one of DLT_CUDA_DATA_ERR_* */
+    int index;     /* token or row */
+    float value;   /* the offending id or label */
+    int limit;     /* vocab or classes */
+} dlt_cuda_data_err;
+
+enum { DLT_CUDA_DATA_ERR_NONE, DLT_CUDA_DATA_ERR_EMBED_ID, DLT_CUDA_DATA_ERR_LABEL };
+
+/* GEMM precision (train.precision): what cuBLAS may round the fp32 operands
+ * to inside a product; storage stays fp32 everywhere. */
+typedef enum {
+    DLT_CUDA_PREC_FP32,   /* TF32 tensor cores (10-bit mantissa), fp32 accumulate */
+    DLT_CUDA_PREC_STRICT, /* plain fp32 FMA, no tensor cores (DLT_CUDA_STRICT_FP32=1) */
+    DLT_CUDA_PREC_BF16,   /* bf16 tensor cores, fp32 accumulate */
+    DLT_CUDA_PREC_FP16    /* fp16 tensor cores, fp32 accumulate */
+} dlt_cuda_prec;
+
 typedef struct {
     int device;                  /* CUDA ordinal */
     cudaStream_t stream;         /* every op of the backend runs here */
@@ -44,6 +67,11 @@ typedef struct {
     double *reduce_host;         /* (1) pinned host result of sumsq */
     dlt_cuda_conv_cache *conv;   /* per-geometry cuDNN descriptors and algorithms */
     struct cudaDeviceProp prop;
+    dlt_cuda_prec prec;          /* GEMM compute precision, FP32 (TF32) at creation */
+    void *scratch;               /* grown on demand (first step), freed by destroy */
+    size_t scratch_bytes;
+    dlt_cuda_data_err *data_err_host; /* pinned + mapped; see dlt_cuda_data_err */
+    dlt_cuda_data_err *data_err_dev;  /* the same memory as seen by kernels */
 } dlt_cuda_impl;
 
 static inline dlt_cuda_impl *dlt_cuda_of(dlt_backend *be) { return (dlt_cuda_impl *)be->impl; }
@@ -95,6 +123,28 @@ const char *dlt_cuda_describe(const dlt_backend *be, char *buf, size_t len);
  * Return NULL / -1 when be is not a CUDA backend. */
 cudaStream_t dlt_cuda_stream(dlt_backend *be);
 int dlt_cuda_device(dlt_backend *be);
+
+/* Exported (DLT_CUDA_SET_PRECISION_SYMBOL in core/device.h): sets the GEMM
+ * precision of a CUDA backend: "fp32" (TF32), "bf16", "fp16", or "auto"
+ * (bf16). DLT_ERR_INVALID for other names or a non-CUDA backend. */
+dlt_status dlt_cuda_set_precision(dlt_backend *be, const char *precision);
+
+/* Device scratch of at least `bytes`, valid until the next call (stream
+ * order makes reuse by consecutive ops safe). Grows with cudaMalloc after
+ * draining the stream, which happens in the first step only. */
+dlt_status dlt_cuda_scratch(dlt_backend *be, size_t bytes, void **out);
+
+/* DLT_ERR_INVALID naming the first data error kernels recorded (and clears
+ * it), else DLT_OK. Call only after the stream was synchronised. */
+dlt_status dlt_cuda_data_error(dlt_backend *be);
+
+/* Row-major strided-batched gemm in the backend's precision: for each of
+ * `batch` products i, C_i = alpha op(A_i) op(B_i) + beta C_i with
+ * X_i = X + i * sX (element strides). Same conventions as backend gemm. */
+dlt_status dlt_cuda_gemm_batched(dlt_backend *be, int ta, int tb, int m, int n, int k,
+                                 float alpha, const float *a, int lda, long long sa,
+                                 const float *b, int ldb, long long sb, float beta, float *c,
+                                 int ldc, long long sc, int batch);
 
 /* ---- ops: each implements the backend.h entry of the same name ---- */
 
@@ -163,6 +213,42 @@ dlt_status dlt_cuda_bnorm_fwd_eval(dlt_backend *be, int n, int c, int hw, float 
 dlt_status dlt_cuda_bnorm_bwd(dlt_backend *be, int n, int c, int hw, const float *x,
                               const float *dy, const float *gamma, const float *save_mean,
                               const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+
+/* cuda_seq.cu: embedding, layer norm, per-token cross-entropy */
+dlt_status dlt_cuda_embedding_fwd(dlt_backend *be, int t, int dim, int vocab, const float *ids,
+                                  const float *w, float *y);
+dlt_status dlt_cuda_embedding_bwd(dlt_backend *be, int t, int dim, int vocab, const float *ids,
+                                  const float *dy, int padding_idx, float *dw);
+dlt_status dlt_cuda_layernorm_fwd(dlt_backend *be, int rows, int dim, float eps, const float *x,
+                                  const float *gamma, const float *beta, float *y, float *mean,
+                                  float *rstd);
+dlt_status dlt_cuda_layernorm_bwd(dlt_backend *be, int rows, int dim, const float *x,
+                                  const float *dy, const float *gamma, const float *mean,
+                                  const float *rstd, float *dx, float *dgamma, float *dbeta);
+dlt_status dlt_cuda_softmax_xent_seq_fwd(dlt_backend *be, int n, int len, int k,
+                                         const float *logits, const int32_t *labels, float *loss,
+                                         float *correct, float *count);
+dlt_status dlt_cuda_softmax_xent_seq_bwd(dlt_backend *be, int rows, int k, const float *logits,
+                                         const int32_t *labels, float scale, float *dlogits);
+
+/* cuda_attn.cu: multi-head attention (cuBLAS batched gemms + row kernels) */
+dlt_status dlt_cuda_attention_fwd(dlt_backend *be, int n, int len, int heads, int dh,
+                                  const float *qkv, const float *tokens, float p, uint64_t key,
+                                  uint64_t first, float *probs, float *out, float *ws);
+dlt_status dlt_cuda_attention_bwd(dlt_backend *be, int n, int len, int heads, int dh,
+                                  const float *qkv, float p, uint64_t key, uint64_t first,
+                                  const float *probs, const float *dout, float *dqkv, float *ws);
+
+/* cuda_lstm.cu: LSTM layer (cuBLAS gemms + per-step cell kernels) */
+dlt_status dlt_cuda_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
+                             const float *w_ih, const float *w_hh, const float *b_ih,
+                             const float *b_hh, const float *h0, const float *c0, float *y,
+                             float *gates, float *c);
+dlt_status dlt_cuda_lstm_bwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
+                             const float *w_ih, const float *w_hh, const float *h0,
+                             const float *c0, const float *y, const float *gates, const float *c,
+                             const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
+                             float *db_hh, float *ws);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,19 @@
  * arena and in checkpoints. Without `tie` the head owns decoder.weight
  * (used by standalone tests and untied models).
  *
+ * Only targets need logits. The decoder is most of a BERT step (a vocab x
+ * dim gemm per token, three times with backward) while masking makes 15% of
+ * the tokens targets, so when the head feeds the per-token cross-entropy
+ * directly (known at link time) and at most a quarter of the step's rows
+ * are targets, the
+ * decoder runs on those rows only: gather their normalised vectors, one
+ * gemm, scatter the logits (other rows' logits are 0; the loss skips them);
+ * backward gathers the same rows of dy. Sums equal the full decoder's up to
+ * the order of floating-point additions. Steps without targets (predict,
+ * whose labels are all -1), with more (language models) and standalone
+ * layers compute every row. The
+ * labels are read on the host (a copy of n len ints) to build the row list.
+ *
  * pooler on (n, len, dim) -> (n, dim): tanh(x[:, 0] W^T + b), BERT's
  * BertPooler. The first token's rows are read in place through the gemm's
  * leading dimension (len dim). A normal dense layer then classifies. */
@@ -35,6 +48,12 @@ typedef struct {
     int wd, bd, gn, bn, bias, dec;      /* parameter indices; dec = -1 when tied */
     const dlt_param *tied;              /* the embedding's weight once linked */
     float *pre, *act, *hn, *mean, *rstd; /* (n, len, dim) x3, (n, len) x2 */
+    int sparse;                         /* linked in front of the per-token loss */
+    int cap;                            /* most target rows for the gathered decoder */
+    int k;                              /* this step's target rows; -1: every row */
+    float *idx;                         /* (n len) target row indices as floats, backend */
+    int32_t *lab_host;                  /* (n len) host copy of the labels */
+    float *idx_host;                    /* (n len) host */
 } mlm_priv;
 
 static dlt_status mlm_setup(dlt_layer *l)
@@ -49,14 +68,22 @@ static dlt_status mlm_setup(dlt_layer *l)
     DLT_CHECK(dlt_spec_int_min(l, "vocab", 1, &vocab));
     double eps = dlt_spec_float(l->spec, mlm_keys, "eps");
     if (!(eps > 0.0)) return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "eps must be > 0 (got %g)", eps);
-    mlm_priv *p = calloc(1, sizeof *p);
+    const int64_t n = xs->d[0], L = xs->d[1], D = xs->d[2], rows = n * L;
+    /* the host copies of labels and indices live at the end of the private
+     * struct: one allocation, freed with it */
+    mlm_priv *p = calloc(1, sizeof *p + (size_t)rows * (sizeof(int32_t) + sizeof(float)));
     if (!p) return DLT_LAYER_ERR(l, DLT_ERR_NOMEM, "out of memory");
     l->priv = p;
-    const int64_t n = xs->d[0], L = xs->d[1], D = xs->d[2];
+    p->lab_host = (int32_t *)(p + 1);
+    p->idx_host = (float *)(p->lab_host + rows);
     p->len = (int)L;
     p->dim = (int)D;
     p->vocab = (int)vocab;
     p->eps = (float)eps;
+    p->k = -1;
+    /* BERT's 15% masking fits a quarter of the rows; with more targets (a
+     * language model's every row) gathering saves nothing: all rows */
+    p->cap = (int)((rows + 3) / 4);
     p->wd = dlt_layer_add_param(l, "dense.weight", (dlt_shape){ 2, { D, D } },
                                 DLT_INIT_UNIFORM_FAN_IN, D);
     p->bd = dlt_layer_add_param(l, "dense.bias", (dlt_shape){ 1, { D } }, DLT_INIT_UNIFORM_FAN_IN,
@@ -70,13 +97,16 @@ static dlt_status mlm_setup(dlt_layer *l)
     if (!tie || !tie[0])
         p->dec = dlt_layer_add_param(l, "decoder.weight", (dlt_shape){ 2, { vocab, D } },
                                      DLT_INIT_UNIFORM_FAN_IN, D);
-    dlt_layer_add_buffer(l, &p->pre, n * L * D);
-    dlt_layer_add_buffer(l, &p->act, n * L * D);
-    dlt_layer_add_buffer(l, &p->hn, n * L * D);
-    dlt_layer_add_buffer(l, &p->mean, n * L);
-    dlt_layer_add_buffer(l, &p->rstd, n * L);
+    dlt_layer_add_buffer(l, &p->pre, rows * D);
+    dlt_layer_add_buffer(l, &p->act, rows * D);
+    dlt_layer_add_buffer(l, &p->hn, rows * D);
+    dlt_layer_add_buffer(l, &p->mean, rows);
+    dlt_layer_add_buffer(l, &p->rstd, rows);
+    dlt_layer_add_buffer(l, &p->idx, rows);
     l->y.shape = (dlt_shape){ 3, { n, L, vocab } };
-    l->workspace_bytes = (size_t)(3 * n * L * D) * sizeof(float);
+    /* backward: dhn, dact, dpre (rows, D) then the targets' dy (cap, V), hn
+     * and dhn (cap, D); forward uses the targets' part only */
+    l->workspace_bytes = (size_t)(3 * rows * D + (int64_t)p->cap * (vocab + 2 * D)) * sizeof(float);
     l->flops = 2.0 * (double)L * D * (D + vocab);
     return DLT_OK;
 }
@@ -86,6 +116,26 @@ static const dlt_param *mlm_decoder(const dlt_layer *l)
 {
     const mlm_priv *p = l->priv;
     return p->dec >= 0 ? &l->params[p->dec] : p->tied;
+}
+
+/* Sets p->k and p->idx: the rows whose label is a target, when only those
+ * rows' logits matter (the head feeds the per-token loss and the step has
+ * labels with 1 to cap targets). Otherwise k = -1: every row, as for
+ * predict (labels all -1, every position read) and language models (every
+ * row a target). */
+static dlt_status mlm_targets(dlt_layer *l, const dlt_step_ctx *ctx, int rows)
+{
+    mlm_priv *p = l->priv;
+    p->k = -1;
+    if (!p->sparse || !ctx->labels) return DLT_OK;
+    DLT_CHECK(l->be->download(l->be, p->lab_host, ctx->labels, (size_t)rows * sizeof(int32_t)));
+    int k = 0;
+    for (int r = 0; r < rows; r++)
+        if (p->lab_host[r] >= 0) p->idx_host[k++] = (float)r;
+    if (k == 0 || k > p->cap) return DLT_OK;
+    DLT_CHECK(l->be->upload(l->be, p->idx, p->idx_host, (size_t)k * sizeof(float)));
+    p->k = k;
+    return DLT_OK;
 }
 
 static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
@@ -102,8 +152,48 @@ static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     DLT_CHECK(be->act_fwd(be, DLT_ACT_GELU, (size_t)rows * D, p->pre, p->act));
     DLT_CHECK(be->layernorm_fwd(be, rows, D, p->eps, p->act, P[p->gn].w, P[p->bn].w, p->hn,
                                 p->mean, p->rstd));
-    DLT_CHECK(be->gemm(be, 0, 1, rows, V, D, 1.0f, p->hn, D, E->w, D, 0.0f, l->y.data, V));
-    return be->bias_add(be, rows, V, 1, P[p->bias].w, l->y.data);
+    DLT_CHECK(mlm_targets(l, ctx, rows));
+    if (p->k < 0) {
+        DLT_CHECK(be->gemm(be, 0, 1, rows, V, D, 1.0f, p->hn, D, E->w, D, 0.0f, l->y.data, V));
+        return be->bias_add(be, rows, V, 1, P[p->bias].w, l->y.data);
+    }
+    /* the full-vocabulary decoder on the target rows only: gather their hn
+     * rows, one gemm, scatter the logits; other rows' logits are 0 (the
+     * loss never reads them) */
+    float *lc = l->workspace, *hc = lc + (size_t)p->cap * V;   /* (cap, V), (cap, D) */
+    const int m = p->k;
+    DLT_CHECK(be->fill(be, l->y.data, (size_t)rows * V, 0.0f));
+    DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
+    DLT_CHECK(be->gemm(be, 0, 1, m, V, D, 1.0f, hc, D, E->w, D, 0.0f, lc, V));
+    DLT_CHECK(be->bias_add(be, m, V, 1, P[p->bias].w, lc));
+    return be->embedding_bwd(be, m, V, rows, p->idx, lc, -1, l->y.data);
+}
+
+/* dhn (rows, D) = dy E, E->g += dy^T hn, decoder bias += sum dy: over
+ * every row, or over the forward's target rows (the loss leaves the others'
+ * dy at zero, so both give the same sums). */
+static dlt_status mlm_decoder_bwd(dlt_layer *l, const dlt_param *E, int rows, float *dhn,
+                                  float *chunk)
+{
+    mlm_priv *p = l->priv;
+    dlt_backend *be = l->be;
+    const dlt_param *P = l->params;
+    const int D = p->dim, V = p->vocab;
+    const float *dy = l->dy.data;
+    if (p->k < 0) {
+        DLT_CHECK(be->gemm(be, 1, 0, V, D, rows, 1.0f, dy, V, p->hn, D, 1.0f, E->g, D));
+        DLT_CHECK(be->bias_grad(be, rows, V, 1, dy, P[p->bias].g));
+        return be->gemm(be, 0, 0, rows, D, V, 1.0f, dy, V, E->w, D, 0.0f, dhn, D);
+    }
+    float *dyc = chunk, *hc = dyc + (size_t)p->cap * V, *dhc = hc + (size_t)p->cap * D;
+    const int m = p->k;
+    DLT_CHECK(be->fill(be, dhn, (size_t)rows * D, 0.0f));
+    DLT_CHECK(be->embedding_fwd(be, m, V, rows, p->idx, dy, dyc));
+    DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
+    DLT_CHECK(be->gemm(be, 1, 0, V, D, m, 1.0f, dyc, V, hc, D, 1.0f, E->g, D));
+    DLT_CHECK(be->bias_grad(be, m, V, 1, dyc, P[p->bias].g));
+    DLT_CHECK(be->gemm(be, 0, 0, m, D, V, 1.0f, dyc, V, E->w, D, 0.0f, dhc, D));
+    return be->embedding_bwd(be, m, D, rows, p->idx, dhc, -1, dhn);
 }
 
 static dlt_status mlm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
@@ -112,13 +202,10 @@ static dlt_status mlm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     dlt_backend *be = l->be;
     const dlt_param *P = l->params, *E = mlm_decoder(l);
     if (!E) return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "tie is not resolved");
-    const int rows = n * p->len, D = p->dim, V = p->vocab;
+    const int rows = n * p->len, D = p->dim;
     const size_t nd = (size_t)rows * D;
     float *dhn = l->workspace, *dact = dhn + nd, *dpre = dact + nd;
-    const float *dy = l->dy.data;
-    DLT_CHECK(be->gemm(be, 1, 0, V, D, rows, 1.0f, dy, V, p->hn, D, 1.0f, E->g, D));
-    DLT_CHECK(be->bias_grad(be, rows, V, 1, dy, P[p->bias].g));
-    DLT_CHECK(be->gemm(be, 0, 0, rows, D, V, 1.0f, dy, V, E->w, D, 0.0f, dhn, D));
+    DLT_CHECK(mlm_decoder_bwd(l, E, rows, dhn, dpre + nd));
     DLT_CHECK(be->fill(be, dact, 2 * nd, 0.0f));
     DLT_CHECK(be->layernorm_bwd(be, rows, D, p->act, dhn, P[p->gn].w, p->mean, p->rstd, dact,
                                 P[p->gn].g, P[p->bn].g));
@@ -150,6 +237,11 @@ dlt_status dlt_layers_link(dlt_layer *layers, int n)
         dlt_layer *l = &layers[k];
         if (l->ops != &dlt_layer_mlm_head) continue;
         mlm_priv *p = l->priv;
+        /* followed by the per-token softmax cross-entropy on its logits:
+         * labels line up with the rows and only targets are read */
+        const dlt_layer *next = k + 1 < n ? &layers[k + 1] : NULL;
+        p->sparse = next && next->ops->is_loss && next->x[0].data == l->y.data &&
+                    strcmp(next->ops->type, "softmax_cross_entropy") == 0;
         if (p->dec >= 0) continue;
         const char *tie = dlt_spec_str(l->spec, mlm_keys, "tie");
         int src = -1;

@@ -7,6 +7,7 @@
  * gemm and convolution, which may run on TF32 tensor cores. Dropout masks
  * and one-hot/argmax outputs must match exactly (they test that the GPU's
  * copy of the counter-based RNG and the tie-breaking rules did not drift).
+ * The sequence-model ops are tested in test_cuda_seq.c (same binary).
  * A one-rank NCCL allreduce checks that the NCCL half of the library loads
  * and runs.
  *
@@ -25,43 +26,30 @@
 #include "core/device.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "tests/gpu/gpu_test.h"
 
-#define TOL_FP32 2e-5
-#define TOL_TF32 5e-3
-
-static dlt_backend *C, *G; /* CPU reference, CUDA under test */
-static int failures, checks;
-
-/* Infrastructure failure (not a numeric mismatch): report and stop. */
-#define MUST(call)                                                                   \
-    do {                                                                             \
-        dlt_status must_st_ = (call);                                                \
-        if (must_st_ != DLT_OK) {                                                    \
-            printf("FAIL  %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,         \
-                   dlt_status_str(must_st_), dlt_last_error());                      \
-            exit(1);                                                                 \
-        }                                                                            \
-    } while (0)
+dlt_backend *C, *G; /* CPU reference, CUDA under test */
+int failures, checks;
 
 /* ---- host buffers and transfers ---- */
 
-static dlt_rng rng;
+dlt_rng rng;
 
-static float *rnd(size_t n, float lo, float hi)
+float *rnd(size_t n, float lo, float hi)
 {
     float *x = malloc((n ? n : 1) * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)dlt_rng_uniform(&rng);
     return x;
 }
 
-static float *dup(const float *x, size_t n)
+float *dup(const float *x, size_t n)
 {
     float *y = malloc((n ? n : 1) * sizeof *y);
     memcpy(y, x, n * sizeof *y);
     return y;
 }
 
-static int32_t *rnd_labels(int n, int k)
+int32_t *rnd_labels(int n, int k)
 {
     int32_t *l = malloc((size_t)n * sizeof *l);
     for (int i = 0; i < n; i++) l[i] = (int32_t)dlt_rng_below(&rng, (uint64_t)k);
@@ -69,7 +57,7 @@ static int32_t *rnd_labels(int n, int k)
 }
 
 /* Device copy of host data (NULL stays NULL). */
-static void *up(const void *h, size_t bytes)
+void *up(const void *h, size_t bytes)
 {
     if (!h) return NULL;
     void *d = NULL;
@@ -79,7 +67,7 @@ static void *up(const void *h, size_t bytes)
 }
 
 /* Host copy of device data (malloc'd). */
-static float *down(const void *d, size_t n)
+float *down(const void *d, size_t n)
 {
     float *h = malloc((n ? n : 1) * sizeof *h);
     MUST(G->download(G, h, d, n * sizeof *h));
@@ -89,7 +77,7 @@ static float *down(const void *d, size_t n)
 /* ---- comparison ---- */
 
 /* Compares got (GPU) with want (CPU): max abs difference over max |want|. */
-static void check(const char *what, const float *got, const float *want, size_t n, double tol)
+void check(const char *what, const float *got, const float *want, size_t n, double tol)
 {
     double scale = 0.0, err = 0.0;
     size_t worst = 0;
@@ -118,14 +106,14 @@ static void check(const char *what, const float *got, const float *want, size_t 
 }
 
 /* Compares a device result with a host reference and frees the host copy. */
-static void check_dev(const char *what, const void *dev, const float *want, size_t n, double tol)
+void check_dev(const char *what, const void *dev, const float *want, size_t n, double tol)
 {
     float *got = down(dev, n);
     check(what, got, want, n, tol);
     free(got);
 }
 
-static void check_true(const char *what, int ok, const char *detail)
+void check_true(const char *what, int ok, const char *detail)
 {
     checks++;
     failures += !ok;
@@ -656,6 +644,7 @@ int main(int argc, char **argv)
     test_bnorm(32, 10, 1, 1);
     test_bnorm(4, 3, 16, 0);
     test_errors();
+    test_cuda_seq_all();
     test_nccl();
 
     MUST(G->sync(G));

@@ -78,3 +78,12 @@ done
 # SGD: Adam(W) divides by sqrt(v), which turns the 1e-7 sum-order noise of
 # near-zero gradients into 1e-5 weight differences and would hide nothing but noise
 same_params "$TMP/eq1/model.h5" "$TMP/eq$NP/model.h5" "bert mlm" 1e-5
+
+# fine-tuning too (init_from, frozen embeddings, pooler + classifier, dropout
+# keyed by global sample index): 1 rank and NP ranks reach the same weights
+for np in 1 "$NP"; do
+    $MPIRUN -np "$np" "$BIN/dltrain" train "$TMP/cls.yaml" train.max_steps=10 train.batch_size=8 data.test="" \
+        optimizer.type=sgd optimizer.lr=0.05 optimizer.momentum=0.9 optimizer.weight_decay=0 \
+        run_dir="$TMP/ceq$np" >/dev/null 2>&1 || fail "fine-tuning equivalence run with $np ranks"
+done
+same_params "$TMP/ceq1/model.h5" "$TMP/ceq$NP/model.h5" "bert fine-tuning" 1e-5

@@ -55,6 +55,7 @@ END_TEST
 
 START_TEST(test_buckets_start_when_ready_and_sum)
 {
+    setenv("DLT_COMM_THREAD", "0", 1); /* the compute thread drives: times are synchronous */
     dlt_comm_t c = open_comm();
     int r = dlt_comm_rank(c), s = dlt_comm_size(c);
     enum { N = 1000 };
@@ -62,6 +63,8 @@ START_TEST(test_buckets_start_when_ready_and_sum)
     for (int i = 0; i < N; i++) g[i] = (float)(r + 1) * (float)(i % 11) - 0.5f;
     dlt_buckets_t b = NULL;
     ck_assert_int_eq(dlt_buckets_init(c, g, N, 300, NULL, &b), DLT_OK);
+    unsetenv("DLT_COMM_THREAD");
+    ck_assert_int_eq(dlt_buckets_threaded(b), 0);
     ck_assert_int_eq(dlt_buckets_count(b), 4);
     size_t off, len;
     dlt_buckets_range(b, 3, &off, &len);
@@ -104,6 +107,68 @@ START_TEST(test_buckets_start_when_ready_and_sum)
     ck_assert_int_eq(dlt_buckets_finish(b), DLT_OK);
     dlt_buckets_free(b);
     free(g);
+    dlt_comm_free(c);
+}
+END_TEST
+
+/* Fills g (n) with values whose float sums depend on the order of
+ * addition, different on every rank and round. */
+static void fill_rough(float *g, int n, int rank, int round)
+{
+    for (int i = 0; i < n; i++) g[i] = sinf(0.37f * (float)i + (float)rank) * powf(10.0f, (float)((i + round) % 9 - 4));
+}
+
+/* The communication thread (MPI_THREAD_MULTIPLE, as main() asks): buckets
+ * start only once ready, on the worker, and the sums are bitwise those of
+ * the compute-thread path. */
+START_TEST(test_buckets_thread_bitwise)
+{
+    dlt_comm_t c = open_comm();
+    int r = dlt_comm_rank(c);
+    enum { N = 5000, B = 700 };
+    float *g = malloc(N * sizeof *g), *want = malloc(N * sizeof *want);
+    dlt_buckets_t inl = NULL, thr = NULL;
+    setenv("DLT_COMM_THREAD", "0", 1);
+    ck_assert_int_eq(dlt_buckets_init(c, want, N, B, NULL, &inl), DLT_OK);
+    unsetenv("DLT_COMM_THREAD");
+    ck_assert_int_eq(dlt_buckets_init(c, g, N, B, NULL, &thr), DLT_OK);
+    int level = 0;
+    MPI_Query_thread(&level);
+    ck_assert_int_eq(dlt_buckets_threaded(thr), level == MPI_THREAD_MULTIPLE);
+    ck_assert_int_eq(dlt_buckets_threaded(inl), 0);
+    int nb = dlt_buckets_count(thr);
+    ck_assert_int_eq(nb, 8);
+    for (int round = 0; round < 3; round++) {
+        fill_rough(want, N, r, round);
+        memcpy(g, want, N * sizeof *g);
+        ck_assert_int_eq(dlt_buckets_begin(inl), DLT_OK);
+        ck_assert_int_eq(dlt_buckets_finish(inl), DLT_OK);
+
+        ck_assert_int_eq(dlt_buckets_begin(thr), DLT_OK);
+        double t0, t1;
+        for (int i = 0; i < nb; i++) {
+            dlt_buckets_times(thr, i, &t0, &t1);
+            ck_assert(t0 == 0 && t1 == 0); /* a new round starts clean */
+        }
+        ck_assert_int_eq(dlt_buckets_ready(thr, 2 * B), DLT_OK);
+        /* the worker starts buckets 0 and 1 on its own, without a further call */
+        double give_up = dlt_buckets_now() + 5.0;
+        do dlt_buckets_times(thr, 1, &t0, &t1);
+        while (t0 == 0 && dlt_buckets_now() < give_up);
+        ck_assert_msg(t0 > 0, "round %d: bucket 1 not started by the communication thread", round);
+        dlt_buckets_times(thr, 2, &t0, &t1);
+        ck_assert(t0 == 0); /* not ready: not started */
+        ck_assert_int_eq(dlt_buckets_finish(thr), DLT_OK);
+        for (int i = 0; i < nb; i++) {
+            dlt_buckets_times(thr, i, &t0, &t1);
+            ck_assert(t0 > 0 && t1 >= t0);
+        }
+        ck_assert_msg(memcmp(g, want, N * sizeof *g) == 0, "round %d: threaded sums differ from inline", round);
+    }
+    dlt_buckets_free(thr);
+    dlt_buckets_free(inl);
+    free(g);
+    free(want);
     dlt_comm_free(c);
 }
 END_TEST
@@ -319,6 +384,7 @@ static Suite *bucket_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_plan_boundaries);
     tcase_add_test(tc, test_buckets_start_when_ready_and_sum);
+    tcase_add_test(tc, test_buckets_thread_bitwise);
     tcase_add_test(tc, test_buckets_device_ops_in_order);
     tcase_add_test(tc, test_model_hook_and_accumulate);
     tcase_add_test(tc, test_check_same_names_rank);
@@ -331,7 +397,7 @@ static Suite *bucket_suite(void)
 int main(int argc, char **argv)
 {
     int provided = 0;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 

@@ -1,0 +1,158 @@
+#!/bin/sh
+# Runs the GPU suite and benchmark on a lent GPU machine that has CUDA,
+# cuDNN, NCCL and PyTorch but no MPI, HDF5, Check or OpenBLAS.
+#
+# Two halves:
+#   sh scripts/gpu-run.sh pack     HERE (no GPU): builds the programs in
+#       build-gpu/ and writes gpu-carry/dltrain-gpu.tar.xz: bin/ (dltrain,
+#       dlprep, libdltcuda.so, test_cuda_ops), lib/ (every non-glibc,
+#       non-CUDA shared library they need, found with ldd), and Open MPI's
+#       plugins and help files (usr/...) so that a single process can call
+#       MPI_Init without mpirun. gpu-carry/ is added to .git/info/exclude;
+#       name it in the device tool's `carry`.
+#   sh scripts/gpu-run.sh device   THERE: the one command to give the device
+#       `run` tool (with carry ["gpu-carry"]):
+#           sh scripts/gpu-run.sh device
+#       Unpacks to /tmp/dlt and runs, each step logged and timed, none
+#       stopping the others:
+#         1. env.txt       nvidia-smi, the carried libraries ldd resolves
+#         2. test-gpu.log  every op vs the CPU backend + NCCL 1 rank (test_cuda_ops)
+#         3. parity.log    a few training steps on CPU and GPU (fp32) from the
+#                          same seed: parameters compared (h5py)
+#         4. memcheck.log  compute-sanitizer memcheck on 2 GPU training steps
+#         5. bench: bench/gpu/run.sh -> gpu-<date>.md (+ bench.log)
+#       Everything goes to $OUT (the tool's result folder; /tmp/out when unset).
+#       Budget: about 9 minutes in all (the tool's limit is 10 per command);
+#       DLT_GPU_SKIP="bench memcheck" drops steps.
+# Exit status: 0 when steps 2-4 passed, else 1 (the bench never fails it).
+set -u
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+CARRY=$here/gpu-carry
+TARBALL=$CARRY/dltrain-gpu.tar.xz
+
+pack() {
+    cd "$here" || exit 1
+    make -j2 BUILD=build-gpu BIN=build-gpu/bin CUDA=1 all >/dev/null || { echo "gpu-run: build failed" >&2; exit 1; }
+    stage=$(mktemp -d)
+    mkdir -p "$stage/bin" "$stage/lib" "$stage/usr/lib/x86_64-linux-gnu" "$stage/usr/share" "$stage/etc"
+    cp build-gpu/bin/dltrain build-gpu/bin/dlprep build-gpu/bin/libdltcuda.so \
+       build-gpu/tests/gpu/test_cuda_ops "$stage/bin/"
+    # glibc's own libraries and CUDA's stay: the lent machine has newer ones
+    ldd "$stage"/bin/* 2>/dev/null | awk '/=>/ { print $3 }' | sort -u |
+        grep -v -e '^/usr/local/cuda' -e '/libc\.so' -e '/libm\.so' -e '/libdl\.so' \
+                -e '/libpthread\.so' -e '/librt\.so' -e '/libresolv\.so' -e '/ld-linux' \
+                -e '/libutil\.so' -e '/libgcc_s\.so' -e '/libstdc++\.so' -e 'not' |
+        while read -r lib; do cp -L "$lib" "$stage/lib/"; done
+    # Open MPI loads its components at run time from its own prefix
+    cp -a /usr/lib/x86_64-linux-gnu/openmpi "$stage/usr/lib/x86_64-linux-gnu/"
+    cp -a /usr/share/openmpi "$stage/usr/share/" 2>/dev/null
+    cp -a /etc/openmpi "$stage/etc/" 2>/dev/null
+    for so in "$stage"/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/*.so; do
+        ldd "$so" 2>/dev/null | awk '/=>/ { print $3 }'
+    done | sort -u | grep -e libpmix -e libhwloc -e libevent -e libudev -e libfabric -e libucp \
+        -e libucs -e libuct -e libpsm -e libibverbs -e librdmacm -e libnl |
+        while read -r lib; do cp -L "$lib" "$stage/lib/" 2>/dev/null; done
+    mkdir -p "$CARRY"
+    grep -qx '/gpu-carry/' .git/info/exclude 2>/dev/null || echo '/gpu-carry/' >>.git/info/exclude
+    tar -C "$stage" -cJf "$TARBALL" . || exit 1
+    rm -rf "$stage"
+    echo "gpu-run: wrote $TARBALL ($(du -h "$TARBALL" | cut -f1); the device tool carries at most 64 MiB with the tree)"
+}
+
+step() { # name timeout command...: runs one step, records its status and time
+    name=$1 limit=$2
+    shift 2
+    case " ${DLT_GPU_SKIP:-} " in *" $name "*) echo "skip  $name" >>"$OUT/summary.txt"; return 0 ;; esac
+    t0=$(date +%s)
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    rc=$?
+    echo "rc=$rc  $name  $(( $(date +%s) - t0 ))s" >>"$OUT/summary.txt"
+    tail -n 3 "$OUT/$name.log" | sed "s/^/    /" >>"$OUT/summary.txt"
+    return $rc
+}
+
+parity() { # CPU and GPU (fp32) from the same seed, 6 steps of a small CNN
+    "$D/bin/dlprep" synthetic "$W/syn" --n 600 --shape 3,32,32 --classes 10 --test-n 0 >/dev/null || return 1
+    cat >"$W/parity.yaml" <<YAML
+data:
+  train: $W/syn/train-*.h5
+  test: ""
+model:
+  loss: softmax_cross_entropy
+  layers:
+    - {type: conv2d, filters: 16, kernel: 3, padding: 1, bias: false}
+    - {type: batchnorm}
+    - {type: relu}
+    - {type: resblock, filters: 32, stride: 2}
+    - {type: maxpool, size: 2}
+    - {type: flatten}
+    - {type: dense, units: 64}
+    - {type: gelu}
+    - {type: dense, units: 10}
+train:
+  epochs: 1
+  max_steps: 6
+  batch_size: 32
+optimizer:
+  type: adamw
+  lr: 0.001
+log:
+  every: 1
+YAML
+    for dev in cpu cuda; do
+        "$D/bin/dltrain" train "$W/parity.yaml" train.device=$dev train.precision=fp32 \
+            run_dir="$W/run-$dev" || return 1
+    done
+    python3 - "$W/run-cpu/model.h5" "$W/run-cuda/model.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+def numeric(f):
+    out = {}
+    f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) and v.dtype.kind == "f" else None)
+    return out
+na, nb = numeric(a), numeric(b)
+assert sorted(na) == sorted(nb) and na, "parameter sets differ"
+worst = max(float(np.max(np.abs(na[k].astype(np.float64) - nb[k]) / np.maximum(1.0, np.abs(na[k])), initial=0.0)) for k in na)
+print(f"parity: {len(na)} tensors, max relative difference cpu vs cuda (TF32) after 6 steps: {worst:.3g}")
+sys.exit(0 if worst <= 2e-2 else 1)
+PY
+}
+
+memcheck() {
+    command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 1; }
+    compute-sanitizer --tool memcheck --error-exitcode 9 --leak-check no \
+        "$D/bin/dltrain" train "$W/parity.yaml" train.device=cuda train.max_steps=2 \
+        run_dir="$W/run-memcheck"
+}
+
+device() {
+    OUT=${OUT:-/tmp/out}
+    mkdir -p "$OUT"
+    D=/tmp/dlt W=/tmp/dlt-work
+    rm -rf "$D" "$W" && mkdir -p "$D" "$W"
+    tar -C "$D" -xJf "$TARBALL" || { echo "gpu-run: cannot unpack $TARBALL (carry gpu-carry)" >&2; exit 1; }
+    export D W OUT
+    export LD_LIBRARY_PATH="$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export OPAL_PREFIX="$D/usr" OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_pml=ob1 \
+        OMPI_MCA_btl=self,vader OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        DLT_CUDA_LIB="$D/bin/libdltcuda.so" DLT_BIN="$D/bin"
+    : >"$OUT/summary.txt"
+    { nvidia-smi; echo; ldd "$D"/bin/* | grep -e "not found" -e "=> $D"; } >"$OUT/env.txt" 2>&1
+    fails=0
+    step test-gpu 240 "$D/bin/test_cuda_ops" "$D/bin/libdltcuda.so" || fails=$((fails + 1))
+    step parity 120 sh "$here/scripts/gpu-run.sh" _parity || fails=$((fails + 1))
+    step memcheck 150 sh "$here/scripts/gpu-run.sh" _memcheck || fails=$((fails + 1))
+    # The benchmark's torch runs use the machine's python/torch, not our libraries.
+    step bench 300 sh "$here/bench/gpu/run.sh" || true
+    cat "$OUT/summary.txt"
+    [ "$fails" -eq 0 ]
+}
+
+case "${1:-}" in
+    pack) pack ;;
+    device) device ;;
+    _parity) parity ;;     # steps of `device`, re-entered so that timeout can run them
+    _memcheck) memcheck ;;
+    *) echo "usage: sh scripts/gpu-run.sh pack|device" >&2; exit 2 ;;
+esac
