@@ -90,7 +90,7 @@ while [ "$rep" -le "$REPS" ]; do
     done
     rep=$((rep + 1))
 done
-echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)." >>"$RESULTS"
+printf "\nLoad average at end of the training runs: %s.\n" "$(cut -d" " -f1-3 /proc/loadavg)" >>"$RESULTS"
 
 "$PY" - "$WORK" "$RANKS" "$PER_RANK" "$STEPS" "$BUCKET_MB" "$(nproc)" "$REPS" >>"$RESULTS" <<'PY'
 import json, statistics, sys
@@ -102,7 +102,7 @@ base = med("np1", "summary.json", "samples_per_s")
 print(f"""
 ## CNN weak scaling
 
-LeNet-style CNN (configs/cnn_fashion.yaml layers, {load('np1', 'comm.json')['grad_floats']} parameters) on
+LeNet-style CNN (configs/cnn_fashion.yaml layers, {json.load(open(f"{work}/np1-r1/comm.json"))['grad_floats']} parameters) on
 synthetic 1x28x28 data, {per_rank} samples per rank and step, {steps} steps (the first 5 not timed),
 1 thread per rank, {cores} cores: runs with more ranks than cores share cores.
 Overlapped runs use comm.bucket_mb={mb}; "one bucket" runs use comm.bucket_mb=0.

@@ -22,12 +22,19 @@
 # The machine may be shared: the load average before and after is recorded.
 # A benchmark, not a test: it fails only when a program fails.
 #
-# Environment (optional): BIN (bin), PY (/usr/bin/python3), THREADS (nproc),
+# Threads: 1 by default. On a shared machine (more runnable threads than
+# cores) multi-threaded OpenMP regions wait on preempted threads; PyTorch's
+# many small LSTM ops then slow down ten-fold (measured: 0.5 s per LSTM
+# forward+backward on 1 thread, 6-12 s on 2 threads at load 9 on 2 cores),
+# which would measure the neighbours, not the frameworks. THREADS=2 on a
+# quiet machine measures both cores.
+#
+# Environment (optional): BIN (bin), PY (/usr/bin/python3), THREADS (1),
 # MODELS ("lstm_lm bert_tiny bert_base"), RESULTS, WORK.
 set -eu
 BIN=${BIN:-bin}
 PY=${PY:-/usr/bin/python3}
-THREADS=${THREADS:-$(nproc)}
+THREADS=${THREADS:-1}
 MODELS=${MODELS:-"lstm_lm bert_tiny bert_base"}
 DATE=$(date +%F)
 RESULTS=${RESULTS:-bench/results/seq-$DATE.md}
@@ -114,9 +121,10 @@ for line in open(work + "/runs.txt"):
     unit = "tokens/s" if data == "lm" else "sequences/s"
     rate = sps * L if data == "lm" else sps
     trate = t["tokens_per_s"] if data == "lm" else t["samples_per_s"]
-    rows.append("| %s | %d x %d | %s | %.0f | %.1f | %.1f%% | %.0f | %.1f | %s | **%.2f** |" % (
-        name, int(s["batch_size"]), int(L), unit, rate, gf, 100 * gf / peak, trate, tgf,
-        "%.1f" % full["samples_per_s"] if full else "", rate / trate))
+    fmt = lambda x: "%.0f" % x if x >= 100 else "%.1f" % x if x >= 10 else "%.2f" % x
+    rows.append("| %s | %d x %d | %s | %s | %.1f | %.1f%% | %s | %.1f | %s | **%.2f** |" % (
+        name, int(s["batch_size"]), int(L), unit, fmt(rate), gf, 100 * gf / peak, fmt(trate), tgf,
+        fmt(full["samples_per_s"]) if full else "", rate / trate))
     flops_rows.append("| %s | %.4g | %.4g | %.4g | %.2f |" % (
         name, s["flops_per_sample"], t["flops_model"], t["flops_executed"], t["targets_per_sample"]))
     if abs(s["flops_per_sample"] - t["flops_model"]) > 0.01 * t["flops_model"]:
@@ -128,9 +136,11 @@ if float(load[0].split()[0]) > 0.5 or float(load[-1].split()[0]) > threads + 0.5
     notes.append("the machine was shared (1-minute load average %s before, %s after the run, "
                  "on %d cores): the numbers are noisy and lower bounds, for dltrain and PyTorch "
                  "alike; runs were sequential, so a ratio compares two moments"
-                 % (load[0].split()[0], load[-1].split()[0], threads))
+                 % (load[0].split()[0], load[-1].split()[0], os.cpu_count()))
 L = ["# dltrain sequence-model benchmark (CPU), %s" % date, "",
-     "- machine: %s, %d threads (`lscpu`, `nproc`), one process" % (cpu, threads),
+     "- machine: %s, %d cores (`lscpu`, `nproc`); one process with %d thread%s (OpenMP + "
+     "OpenBLAS for dltrain, torch.set_num_threads for PyTorch)"
+     % (cpu, os.cpu_count(), threads, "s" if threads > 1 else ""),
      "- commit: %s" % commit,
      "- load average (1, 5, 15 min) before the run: %s; after: %s" % (load[0], load[-1]),
      "- sgemm peak (bench_sgemm, 1024^3, best of 5, %d threads): %.1f GFLOP/s" % (threads, peak),

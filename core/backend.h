@@ -238,7 +238,40 @@ struct dlt_backend {
                            const float *c0, const float *y, const float *gates, const float *c,
                            const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
                            float *db_hh, float *ws);
+
+    /* ---- input staging (launcher/staging.c) and on-device sums ----
+     * A batch travels host -> device through one of DLT_UPLOAD_SLOTS slots,
+     * each a pair of buffers the caller owns (host_alloc memory, backend
+     * memory). On a GPU the copies run on a copy stream of their own, so the
+     * next batch's upload overlaps the current step; events order them
+     * against the compute stream. On the CPU every call completes at once. */
+    /* Host memory for batches: page-locked on CUDA so that copies from it
+     * are truly asynchronous; plain on the CPU. Zeroed. */
+    dlt_status (*host_alloc)(dlt_backend *be, size_t bytes, void **ptr);
+    void (*host_free)(dlt_backend *be, void *ptr);
+    /* Queues dst <- src_host (bytes) for slot `slot` in [0, DLT_UPLOAD_SLOTS),
+     * to run after the compute work queued before the slot's last
+     * upload_release; src_host must stay unchanged until
+     * upload_host_wait(slot) returns. */
+    dlt_status (*upload_async)(dlt_backend *be, int slot, void *dst, const void *src_host,
+                               size_t bytes);
+    /* Compute ops queued after this call run after the slot's uploads. */
+    dlt_status (*upload_wait)(dlt_backend *be, int slot);
+    /* The compute ops queued so far are the last readers of the slot's
+     * device buffer: later uploads into the slot wait for them. */
+    dlt_status (*upload_release)(dlt_backend *be, int slot);
+    /* Blocks the host until the slot's uploads have read their source. */
+    dlt_status (*upload_host_wait)(dlt_backend *be, int slot);
+    /* acc[0] += sum of x (n), accumulated in double; acc is backend memory
+     * (per-step loss sums stay on the device until a log step downloads
+     * them). The CPU adds in index order, so a running sum is bitwise that
+     * of a host loop `acc += x[i]`; CUDA uses one fixed-order block
+     * (deterministic). Queued like any op. */
+    dlt_status (*sum_to)(dlt_backend *be, size_t n, const float *x, double *acc);
 };
+
+/* Upload slots (backend upload_async): two, for double buffering. */
+#define DLT_UPLOAD_SLOTS 2
 
 /* Creates the CPU backend. */
 dlt_status dlt_backend_cpu_create(dlt_backend **out);

@@ -183,7 +183,7 @@ dlt_status dlt_loader_init(dlt_dataset_t ds, const dlt_loader_cfg *cfg, dlt_load
 
     size_t cap = (size_t)(m ? m : 1);
     int threads = cfg->prefetch > 0 ? (cfg->threads > 0 ? cfg->threads : 1) : 1;
-    l->n_scratch = cfg->prefetch > 0 ? threads + 1 : 1;
+    l->n_scratch = threads;
     l->perm = malloc((size_t)l->n * sizeof *l->perm);
     l->lut = malloc((size_t)c * 256 * sizeof *l->lut);
     l->mean = malloc((size_t)c * sizeof *l->mean);

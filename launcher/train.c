@@ -57,6 +57,8 @@ typedef struct {
     int64_t sample_numel;
     float *x_host;      /* (max_local, C, H, W) */
     int32_t *y_host;    /* (max_local) */
+    const float *x_in;      /* (n, C, H, W) the batch data_next gave: the loader's buffer or x_host */
+    const int32_t *y_in;    /* (n) */
     float *x_dev;       /* (max_local, C, H, W) backend memory */
     int32_t *y_dev;     /* (max_local) */
     float *out_host;    /* (max_local) per-sample loss or correct */
@@ -214,12 +216,15 @@ static dlt_status data_start(trainer *t, int test, int64_t epoch)
 static dlt_status data_next(trainer *t, int test, int *n, int64_t *sample0, int *global_n, double *count)
 {
     if (!t->text) {
-        DLT_CHECK(dlt_loader_next(test ? t->test_ld : t->train_ld, t->x_host, t->y_host, n, sample0, global_n));
+        /* by reference: uploaded straight from the loader's buffer, no copy */
+        DLT_CHECK(dlt_loader_next_ref(test ? t->test_ld : t->train_ld, &t->x_in, &t->y_in, n, sample0, global_n));
         *count = *global_n;
         return DLT_OK;
     }
     int64_t local;
     DLT_CHECK(dlt_text_next(t->text, test, t->x_host, t->y_host, n, sample0, global_n, &local));
+    t->x_in = t->x_host;
+    t->y_in = t->y_host;
     *count = (double)local;
     if (*global_n > 0 && t->world > 1) DLT_CHECK(dlt_comm_allreduce_f64(t->comm, count, 1));
     return DLT_OK;
@@ -387,8 +392,8 @@ static void evaluate(trainer *t, double *loss, double *acc)
         STEP_CHECK(t, data_next(t, 1, &n, &sample0, &global_n, &gcount));
         if (global_n == 0) break;
         if (n == 0) continue;
-        STEP_CHECK(t, be->upload(be, t->x_dev, t->x_host, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
-        STEP_CHECK(t, be->upload(be, t->y_dev, t->y_host, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
+        STEP_CHECK(t, be->upload(be, t->x_dev, t->x_in, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
+        STEP_CHECK(t, be->upload(be, t->y_dev, t->y_in, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
         dlt_step_ctx ctx = { .train = 0, .seed = t->cfg.seed, .sample0 = sample0, .labels = t->y_dev };
         dlt_model_out out;
         STEP_CHECK(t, dlt_model_forward(t->model, t->x_dev, n, &ctx, &out));
@@ -438,8 +443,8 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
 
         dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = sample0, .labels = t->y_dev };
         if (n > 0) {
-            STEP_CHECK(t, be->upload(be, t->x_dev, t->x_host, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
-            STEP_CHECK(t, be->upload(be, t->y_dev, t->y_host, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
+            STEP_CHECK(t, be->upload(be, t->x_dev, t->x_in, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
+            STEP_CHECK(t, be->upload(be, t->y_dev, t->y_in, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
             dlt_model_out out;
             STEP_CHECK(t, dlt_fault_maybe(&t->fault, t->rank, step));
             dlt_comm_set_where(t->comm, step, "forward");

@@ -123,6 +123,14 @@ static const dlt_backend cpu_table = {
     /* .attention_bwd     = */ dlt_cpu_attention_bwd,
     /* .lstm_fwd          = */ dlt_cpu_lstm_fwd,
     /* .lstm_bwd          = */ dlt_cpu_lstm_bwd,
+
+    /* .host_alloc        = */ dlt_cpu_host_alloc,
+    /* .host_free         = */ dlt_cpu_host_free,
+    /* .upload_async      = */ dlt_cpu_upload_async,
+    /* .upload_wait       = */ dlt_cpu_upload_slot,
+    /* .upload_release    = */ dlt_cpu_upload_slot,
+    /* .upload_host_wait  = */ dlt_cpu_upload_slot,
+    /* .sum_to            = */ dlt_cpu_sum_to,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by

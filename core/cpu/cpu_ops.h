@@ -52,6 +52,14 @@ dlt_status dlt_cpu_download(dlt_backend *be, void *dst_host, const void *src, si
 dlt_status dlt_cpu_copy(dlt_backend *be, void *dst, const void *src, size_t bytes);
 dlt_status dlt_cpu_sync(dlt_backend *be);
 
+/* ---- input staging and on-device sums (cpu_staging.c) ---- */
+dlt_status dlt_cpu_host_alloc(dlt_backend *be, size_t bytes, void **ptr);
+void dlt_cpu_host_free(dlt_backend *be, void *ptr);
+dlt_status dlt_cpu_upload_async(dlt_backend *be, int slot, void *dst, const void *src_host,
+                                size_t bytes);
+dlt_status dlt_cpu_upload_slot(dlt_backend *be, int slot); /* wait, release, host_wait */
+dlt_status dlt_cpu_sum_to(dlt_backend *be, size_t n, const float *x, double *acc);
+
 /* ---- BLAS-like (cpu_blas.c) ---- */
 dlt_status dlt_cpu_fill(dlt_backend *be, float *x, size_t n, float v);
 dlt_status dlt_cpu_gemm(dlt_backend *be, int ta, int tb, int m, int n, int k, float alpha,

@@ -248,6 +248,7 @@ static void impl_release(dlt_cuda_impl *impl)
     if (!impl) return;
     cudaSetDevice(impl->device);
     if (impl->stream) cudaStreamSynchronize(impl->stream);
+    dlt_cuda_staging_free(impl);
     dlt_cuda_conv_free(impl);
     if (impl->cudnn) cudnnDestroy(impl->cudnn);
     if (impl->cublas) cublasDestroy(impl->cublas);
@@ -286,7 +287,7 @@ static dlt_status impl_init(dlt_cuda_impl *impl)
     memset(impl->data_err_host, 0, sizeof(dlt_cuda_data_err));
     CUDA_CHECK(cudaHostGetDevicePointer((void **)&impl->data_err_dev, impl->data_err_host, 0));
     impl->prec = DLT_CUDA_PREC_FP32;
-    return DLT_OK;
+    return dlt_cuda_staging_init(impl);
 }
 
 static const dlt_backend cuda_table = {
@@ -346,6 +347,14 @@ static const dlt_backend cuda_table = {
     .attention_bwd = dlt_cuda_attention_bwd,
     .lstm_fwd = dlt_cuda_lstm_fwd,
     .lstm_bwd = dlt_cuda_lstm_bwd,
+
+    .host_alloc = dlt_cuda_host_alloc,
+    .host_free = dlt_cuda_host_free,
+    .upload_async = dlt_cuda_upload_async,
+    .upload_wait = dlt_cuda_upload_wait,
+    .upload_release = dlt_cuda_upload_release,
+    .upload_host_wait = dlt_cuda_upload_host_wait,
+    .sum_to = dlt_cuda_sum_to,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

@@ -102,6 +102,17 @@ __global__ void k_sumsq_final(int nparts, double *partial)
     if (threadIdx.x == 0) partial[nparts] = acc;
 }
 
+/* acc[0] += sum of x (n): one block, each thread a strided share, then a
+ * fixed tree: deterministic, and for per-sample losses (n = a batch) one
+ * block is plenty. */
+__global__ void k_sum_to(size_t n, const float *__restrict__ x, double *acc)
+{
+    double v = 0.0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) v += x[i];
+    v = dlt_block_sum(v);
+    if (threadIdx.x == 0) acc[0] += v;
+}
+
 __global__ void k_act_fwd(int act, size_t n, const float *x, float *y)
 {
     GRID_LOOP(i, n)
@@ -254,6 +265,17 @@ extern "C" dlt_status dlt_cuda_sumsq(dlt_backend *be, size_t n, const float *x, 
     CUDA_CHECK(cudaStreamSynchronize(impl->stream));
     *out_host = *impl->reduce_host;
     return dlt_cuda_data_error(be);
+}
+
+/* Contract: backend.h sum_to (queued; no sync). */
+extern "C" dlt_status dlt_cuda_sum_to(dlt_backend *be, size_t n, const float *x, double *acc)
+{
+    if (!acc) return DLT_ERR(DLT_ERR_INVALID, "sum_to: NULL accumulator");
+    if (!n) return DLT_OK;
+    CUDA_ENTER(be);
+    k_sum_to<<<1, 256, 0, STREAM(be)>>>(n, x, acc);
+    KERNEL_CHECK("sum_to");
+    return DLT_OK;
 }
 
 extern "C" dlt_status dlt_cuda_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *x,

@@ -72,6 +72,9 @@ typedef struct {
     size_t scratch_bytes;
     dlt_cuda_data_err *data_err_host; /* pinned + mapped; see dlt_cuda_data_err */
     dlt_cuda_data_err *data_err_dev;  /* the same memory as seen by kernels */
+    cudaStream_t copy_stream;    /* batch uploads (cuda_staging.c), beside `stream` */
+    cudaEvent_t up_ready[DLT_UPLOAD_SLOTS];   /* on copy_stream: the slot's upload is done */
+    cudaEvent_t up_release[DLT_UPLOAD_SLOTS]; /* on stream: the slot's last reader is done */
 } dlt_cuda_impl;
 
 static inline dlt_cuda_impl *dlt_cuda_of(dlt_backend *be) { return (dlt_cuda_impl *)be->impl; }
@@ -184,6 +187,21 @@ dlt_status dlt_cuda_onehot(dlt_backend *be, int n, int k, const int32_t *labels,
 /* cuda_optim.cu */
 dlt_status dlt_cuda_opt_update(dlt_backend *be, const dlt_opt_hparams *h, size_t n, float *w,
                                const float *g, float *s1, float *s2);
+
+/* cuda_staging.c: pinned host memory and slot uploads on the copy stream */
+dlt_status dlt_cuda_host_alloc(dlt_backend *be, size_t bytes, void **ptr);
+void dlt_cuda_host_free(dlt_backend *be, void *ptr);
+dlt_status dlt_cuda_upload_async(dlt_backend *be, int slot, void *dst, const void *src_host,
+                                 size_t bytes);
+dlt_status dlt_cuda_upload_wait(dlt_backend *be, int slot);
+dlt_status dlt_cuda_upload_release(dlt_backend *be, int slot);
+dlt_status dlt_cuda_upload_host_wait(dlt_backend *be, int slot);
+/* Creates / releases the copy stream and slot events of impl. */
+dlt_status dlt_cuda_staging_init(dlt_cuda_impl *impl);
+void dlt_cuda_staging_free(dlt_cuda_impl *impl);
+
+/* cuda_elem.cu (with sumsq): acc[0] += sum x, one deterministic block */
+dlt_status dlt_cuda_sum_to(dlt_backend *be, size_t n, const float *x, double *acc);
 
 /* cuda_pool.cu */
 dlt_status dlt_cuda_pool2d_fwd(dlt_backend *be, dlt_pool_mode mode, const dlt_conv_geom *g,

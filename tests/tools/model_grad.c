@@ -160,6 +160,7 @@ static int run(const char *config, const char *ckpt, const char *batch, const ch
     be->free(be, x);
     be->free(be, y);
     dlt_model_free(m);
+    be->destroy(be);
     free(xh);
     free(tok);
     free(lab);

@@ -2,8 +2,10 @@
  * and accumulation (core/model.c), and the start-up checks (comm/comm_check.c).
  *
  * Runs under `mpirun -np N` (any N >= 1) and as a plain program. As in
- * test_comm_mpi.c, main() initialises MPI, Check does not fork, only rank 0
- * prints, and the failure count is summed over ranks. */
+ * test_comm_mpi.c, main() initialises MPI (at MPI_THREAD_MULTIPLE, so the
+ * buckets' communication thread runs; DLT_COMM_THREAD=0 selects the
+ * compute-thread path per test), Check does not fork, only rank 0 prints,
+ * and the failure count is summed over ranks. */
 #include <check.h>
 #include <math.h>
 #include <mpi.h>
