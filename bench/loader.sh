@@ -22,7 +22,10 @@ PY=${PY:-/usr/bin/python3}
 N224=${N224:-2000}
 DATE=$(date +%F)
 RESULTS=${RESULTS:-bench/results/loader-$DATE.md}
-WORK=${WORK:-$(mktemp -d /tmp/dlt-loader.XXXXXX)}
+if [ -z "${WORK:-}" ]; then   # our own scratch (300 MB of shards): removed at exit
+    WORK=$(mktemp -d /tmp/dlt-loader.XXXXXX)
+    trap 'rm -rf "$WORK"' EXIT
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$(dirname "$RESULTS")"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)

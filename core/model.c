@@ -3,7 +3,7 @@
  * Build walks the config's layer specs in order. Each spec's inputs are
  * resolved by name to an earlier layer (or "input", the model input; by
  * default the previous layer), so the config order is a topological order and
- * backward is simply the reverse. A "resblock" spec is expanded on the spot
+ * backward is simply the reverse. A "resblock" or "bottleneck" spec is expanded on the spot
  * into plain layers named "<block>.conv1", ... because its shortcut depends
  * on the channel count of its input, known only once earlier layers are set
  * up; its last layer answers to the block's name. The loss layer is appended.
@@ -28,7 +28,7 @@
 #include "core/layers/layers_internal.h"
 
 #define ALIGN_FLOATS 64   /* 256-byte alignment of every activation and buffer */
-#define RESBLOCK_MAX 9    /* layers one resblock expands into */
+#define RESBLOCK_MAX 12   /* layers one resblock (9) or bottleneck (12) expands into */
 
 /* Every arena of a set of layers; sizes in floats except the workspace. */
 typedef struct {
@@ -290,32 +290,107 @@ static void spec_input(dlt_layer_spec *s, const char *name)
     snprintf(s->inputs[s->n_inputs++], DLT_NAME_LEN, "%s", name);
 }
 
-/* conv3x3 - bn - relu - conv3x3 - bn, plus a shortcut (identity, or
- * conv1x1 + bn when the stride or the channel count changes), add, relu:
- * torchvision's BasicBlock, with its sub-layer names. */
-static dlt_status expand_resblock(dlt_model *m, const dlt_layer_spec *b)
+/* The input of macro block b: its name into in_name, its channel count
+ * into *channels; *f and *stride from the block's keys. */
+static dlt_status block_input(dlt_model *m, const dlt_layer_spec *b, char *in_name,
+                              long *channels, long *f, long *stride)
 {
-    char where[256], in_name[DLT_NAME_LEN];
+    char where[256];
     dlt_spec_where(b, where, sizeof where);
-    const dlt_key_spec *keys = dlt_layer_resblock.keys;
-    long f = dlt_spec_int(b, keys, "filters"), stride = dlt_spec_int(b, keys, "stride");
-    if (f < 1 || stride < 1)
+    const dlt_key_spec *keys = dlt_layer_find(b->type)->keys;
+    *f = dlt_spec_int(b, keys, "filters");
+    *stride = dlt_spec_int(b, keys, "stride");
+    if (*f < 1 || *stride < 1)
         return DLT_ERR(DLT_ERR_CONFIG, "%s: filters and stride must be >= 1", where);
     if (b->n_inputs > 1)
-        return DLT_ERR(DLT_ERR_CONFIG, "%s: resblock takes 1 input, got %d", where, b->n_inputs);
+        return DLT_ERR(DLT_ERR_CONFIG, "%s: %s takes 1 input, got %d", where, b->type,
+                       b->n_inputs);
     int src = b->n_inputs ? find_name(m, b->inputs[0]) : m->n_layers - 1;
     if (src == -2)
         return DLT_ERR(DLT_ERR_CONFIG,
                        "%s: unknown input '%s' (inputs name an earlier layer or 'input')", where,
                        b->inputs[0]);
-    snprintf(in_name, sizeof in_name, "%s", src < 0 ? "input" : m->specs[src].name);
+    snprintf(in_name, DLT_NAME_LEN, "%s", src < 0 ? "input" : m->specs[src].name);
     const dlt_shape *xs = src_shape(m, src);
     if (xs->ndim != 4) {
         char sb[96];
         return DLT_ERR(DLT_ERR_SHAPE, "%s: input %s is not (n, c, h, w)", where,
                        dlt_shape_str(xs, sb, sizeof sb));
     }
-    int project = stride != 1 || xs->d[1] != f;
+    *channels = xs->d[1];
+    return DLT_OK;
+}
+
+/* The shortcut and the end of a block whose main branch ends in main_name:
+ * identity, or conv1x1 (stride) + bn when project; then add and relu
+ * (named relu_suffix), which answers to the block's name. */
+static dlt_status block_tail(dlt_model *m, const dlt_layer_spec *b, const char *in_name,
+                             const char *main_name, int project, long out_ch, long stride,
+                             const char *relu_suffix)
+{
+    dlt_layer_spec s;
+    char short_name[DLT_NAME_LEN];
+    snprintf(short_name, sizeof short_name, "%s", in_name);
+    if (project) {
+        DLT_CHECK(sub_spec(b, "downsample.0", "conv2d", &s));
+        spec_input(&s, in_name);
+        conv_keys(&s, out_ch, 1, stride, 0);
+        DLT_CHECK(add_layer(m, &s, NULL));
+        DLT_CHECK(sub_spec(b, "downsample.1", "batchnorm", &s));
+        DLT_CHECK(add_layer(m, &s, NULL));
+        snprintf(short_name, sizeof short_name, "%s", s.name);
+    }
+    DLT_CHECK(sub_spec(b, "add", "add", &s));
+    spec_input(&s, main_name);
+    spec_input(&s, short_name);
+    DLT_CHECK(add_layer(m, &s, NULL));
+    DLT_CHECK(sub_spec(b, relu_suffix, "relu", &s));
+    return add_layer(m, &s, b->name);
+}
+
+/* conv1x1 (filters) - bn - relu - conv3x3 (filters, stride) - bn - relu -
+ * conv1x1 (expansion x filters) - bn, plus a shortcut (identity, or
+ * conv1x1 + bn when the stride or the channel count changes), add, relu:
+ * torchvision's Bottleneck (ResNet v1.5: the stride sits in the 3x3). */
+static dlt_status expand_bottleneck(dlt_model *m, const dlt_layer_spec *b)
+{
+    char in_name[DLT_NAME_LEN];
+    long c, f, stride;
+    DLT_CHECK(block_input(m, b, in_name, &c, &f, &stride));
+    long e = dlt_spec_int(b, dlt_layer_bottleneck.keys, "expansion");
+    if (e < 1) {
+        char where[256];
+        return DLT_ERR(DLT_ERR_CONFIG, "%s: expansion must be >= 1",
+                       dlt_spec_where(b, where, sizeof where));
+    }
+    static const char *const names[3][3] = { { "conv1", "bn1", "relu1" },
+                                             { "conv2", "bn2", "relu2" },
+                                             { "conv3", "bn3", NULL } };
+    const long width[3] = { f, f, e * f }, kernel[3] = { 1, 3, 1 };
+    dlt_layer_spec s;
+    for (int i = 0; i < 3; i++) {
+        DLT_CHECK(sub_spec(b, names[i][0], "conv2d", &s));
+        if (i == 0) spec_input(&s, in_name);
+        conv_keys(&s, width[i], kernel[i], i == 1 ? stride : 1, kernel[i] / 2);
+        DLT_CHECK(add_layer(m, &s, NULL));
+        DLT_CHECK(sub_spec(b, names[i][1], "batchnorm", &s));
+        DLT_CHECK(add_layer(m, &s, NULL));
+        if (!names[i][2]) break;
+        DLT_CHECK(sub_spec(b, names[i][2], "relu", &s));
+        DLT_CHECK(add_layer(m, &s, NULL));
+    }
+    return block_tail(m, b, in_name, s.name, stride != 1 || c != e * f, e * f, stride, "relu3");
+}
+
+/* conv3x3 - bn - relu - conv3x3 - bn, plus a shortcut (identity, or
+ * conv1x1 + bn when the stride or the channel count changes), add, relu:
+ * torchvision's BasicBlock, with its sub-layer names. */
+static dlt_status expand_resblock(dlt_model *m, const dlt_layer_spec *b)
+{
+    char in_name[DLT_NAME_LEN];
+    long c, f, stride;
+    DLT_CHECK(block_input(m, b, in_name, &c, &f, &stride));
+    int project = stride != 1 || c != f;
 
     dlt_layer_spec s;
     DLT_CHECK(sub_spec(b, "conv1", "conv2d", &s));
@@ -331,24 +406,7 @@ static dlt_status expand_resblock(dlt_model *m, const dlt_layer_spec *b)
     DLT_CHECK(add_layer(m, &s, NULL));
     DLT_CHECK(sub_spec(b, "bn2", "batchnorm", &s));
     DLT_CHECK(add_layer(m, &s, NULL));
-    char main_name[DLT_NAME_LEN], short_name[DLT_NAME_LEN];
-    snprintf(main_name, sizeof main_name, "%s", s.name);
-    snprintf(short_name, sizeof short_name, "%s", in_name);
-    if (project) {
-        DLT_CHECK(sub_spec(b, "downsample.0", "conv2d", &s));
-        spec_input(&s, in_name);
-        conv_keys(&s, f, 1, stride, 0);
-        DLT_CHECK(add_layer(m, &s, NULL));
-        DLT_CHECK(sub_spec(b, "downsample.1", "batchnorm", &s));
-        DLT_CHECK(add_layer(m, &s, NULL));
-        snprintf(short_name, sizeof short_name, "%s", s.name);
-    }
-    DLT_CHECK(sub_spec(b, "add", "add", &s));
-    spec_input(&s, main_name);
-    spec_input(&s, short_name);
-    DLT_CHECK(add_layer(m, &s, NULL));
-    DLT_CHECK(sub_spec(b, "relu2", "relu", &s));
-    return add_layer(m, &s, b->name);
+    return block_tail(m, b, in_name, s.name, project, f, stride, "relu2");
 }
 
 /* Points every layer input at its producer's output (or the input copy). */
@@ -376,6 +434,7 @@ static dlt_status build(const dlt_model_cfg *cfg, dlt_model *m)
                            dlt_spec_where(&s, where, sizeof where), s.type);
         }
         if (ops == &dlt_layer_resblock) DLT_CHECK(expand_resblock(m, &s));
+        else if (ops == &dlt_layer_bottleneck) DLT_CHECK(expand_bottleneck(m, &s));
         else DLT_CHECK(add_layer(m, &s, NULL));
     }
     dlt_layer_spec ls;

@@ -201,6 +201,10 @@ dlt_status dlt_loader_init(dlt_dataset_t ds, const dlt_loader_cfg *cfg, dlt_load
         l->sync.y = malloc(cap * sizeof *l->sync.y);
         ok = l->sync.x && l->sync.y;
     }
+    /* touch the batch-sized buffers now, so the first steps do not pay the
+     * page faults (the prefetch ring does the same) */
+    for (int i = 0; ok && i < l->n_scratch; i++) memset(l->scr[i].raw, 0, cap * l->sample_elems);
+    if (ok && l->sync.x) memset(l->sync.x, 0, cap * l->sample_elems * sizeof *l->sync.x);
     if (!ok) {
         dlt_loader_free(l);
         return DLT_ERR(DLT_ERR_NOMEM, "out of memory for the loader of %s", dlt_dataset_path(ds));

@@ -121,6 +121,9 @@ dlt_status dlt_prefetch_init(int depth, int threads, size_t x_elems, size_t y_el
         p->b[i].x = malloc((x_elems ? x_elems : 1) * sizeof(float));
         p->b[i].y = malloc((y_elems ? y_elems : 1) * sizeof(int32_t));
         ok = p->b[i].x && p->b[i].y;
+        /* touch the pages now: first-touch faults belong to init, not to the
+         * first `depth` steps */
+        if (ok) memset(p->b[i].x, 0, (x_elems ? x_elems : 1) * sizeof(float));
     }
     if (!ok) {
         dlt_prefetch_free(p);

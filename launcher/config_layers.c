@@ -236,12 +236,14 @@ dlt_status dlt_cfg_override_layer(dlt_cfg_loader *L, const char *rest, const dlt
     return set_layer_kv(L, s, key, 0, n);
 }
 
-/* 1 if name is a sub-layer of resblock b ("block1.conv2"): the model
- * expands macros into layers named so, and later layers may use them. */
+/* 1 if name is a sub-layer of resblock or bottleneck b ("block1.conv2"):
+ * the model expands macros into layers named so, and later layers may use
+ * them. */
 static int in_block(const dlt_layer_spec *b, const char *name)
 {
     size_t l = strlen(b->name);
-    return !strcmp(b->type, "resblock") && !strncmp(name, b->name, l) && name[l] == '.' &&
+    return (!strcmp(b->type, "resblock") || !strcmp(b->type, "bottleneck")) &&
+           !strncmp(name, b->name, l) && name[l] == '.' &&
            name[l + 1];
 }
 

@@ -38,6 +38,7 @@
 #include "launcher/metrics.h"
 #include "launcher/numerics.h"
 #include "launcher/progress.h"
+#include "launcher/staging.h"
 #include "launcher/tboard.h"
 #include "launcher/text_train.h"
 
@@ -52,16 +53,11 @@ typedef struct {
     dlt_optim opt;
     int classes;
 
-    /* staging: host batch, backend batch and per-sample outputs */
+    /* batches: two slots of host and backend buffers, loss sums on the
+     * device (launcher/staging.c) */
     int max_local;
     int64_t sample_numel;
-    float *x_host;      /* (max_local, C, H, W) */
-    int32_t *y_host;    /* (max_local) */
-    const float *x_in;      /* (n, C, H, W) the batch data_next gave: the loader's buffer or x_host */
-    const int32_t *y_in;    /* (n) */
-    float *x_dev;       /* (max_local, C, H, W) backend memory */
-    int32_t *y_dev;     /* (max_local) */
-    float *out_host;    /* (max_local) per-sample loss or correct */
+    dlt_staging stg;
     float *grad_host;   /* gradient arena staging when the backend is not host memory */
 
     FILE *jsonl;        /* rank 0 only */
@@ -209,37 +205,28 @@ static int64_t data_steps(trainer *t)
 
 static dlt_status data_start(trainer *t, int test, int64_t epoch)
 {
+    dlt_staging_reset(&t->stg);
     if (t->text) return dlt_text_start_epoch(t->text, test, epoch, t->model);
     return dlt_loader_start_epoch(test ? t->test_ld : t->train_ld, epoch);
 }
 
-static dlt_status data_next(trainer *t, int test, int *n, int64_t *sample0, int *global_n, double *count)
+/* The staging's data source (dlt_fetch_fn, launcher/staging.h). */
+static dlt_status data_next(void *user, int test, float *x_host, int32_t *y_host, const float **x,
+                            const int32_t **y, dlt_staged_batch *b)
 {
+    trainer *t = user;
     if (!t->text) {
         /* by reference: uploaded straight from the loader's buffer, no copy */
-        DLT_CHECK(dlt_loader_next_ref(test ? t->test_ld : t->train_ld, &t->x_in, &t->y_in, n, sample0, global_n));
-        *count = *global_n;
+        DLT_CHECK(dlt_loader_next_ref(test ? t->test_ld : t->train_ld, x, y, &b->n, &b->sample0, &b->global_n));
+        b->count = b->global_n;
         return DLT_OK;
     }
     int64_t local;
-    DLT_CHECK(dlt_text_next(t->text, test, t->x_host, t->y_host, n, sample0, global_n, &local));
-    t->x_in = t->x_host;
-    t->y_in = t->y_host;
-    *count = (double)local;
-    if (*global_n > 0 && t->world > 1) DLT_CHECK(dlt_comm_allreduce_f64(t->comm, count, 1));
-    return DLT_OK;
-}
-
-/* Sum of a per-sample output (n) in backend memory, or n when it is NULL. */
-static dlt_status sum_out(trainer *t, const float *v, int n, double *sum)
-{
-    if (!v) {
-        *sum = n;
-        return DLT_OK;
-    }
-    DLT_CHECK(t->be->download(t->be, t->out_host, v, (size_t)n * sizeof(float)));
-    *sum = 0;
-    for (int i = 0; i < n; i++) *sum += t->out_host[i];
+    DLT_CHECK(dlt_text_next(t->text, test, x_host, y_host, &b->n, &b->sample0, &b->global_n, &local));
+    *x = x_host;
+    *y = y_host;
+    b->count = (double)local;
+    if (b->global_n > 0 && t->world > 1) DLT_CHECK(dlt_comm_allreduce_f64(t->comm, &b->count, 1));
     return DLT_OK;
 }
 
@@ -264,13 +251,9 @@ static dlt_status build_model(trainer *t)
     size_t n_params;
     dlt_model_params(t->model, &n_params);
     dlt_backend *be = t->be;
-    DLT_CHECK(be->alloc(be, (size_t)t->max_local * (size_t)t->sample_numel * sizeof(float), (void **)&t->x_dev));
-    DLT_CHECK(be->alloc(be, (size_t)t->max_local * (size_t)t->label_numel * sizeof(int32_t), (void **)&t->y_dev));
-    t->x_host = malloc((size_t)t->max_local * (size_t)t->sample_numel * sizeof(float));
-    t->y_host = malloc((size_t)t->max_local * (size_t)t->label_numel * sizeof(int32_t));
-    t->out_host = malloc((size_t)t->max_local * sizeof(float));
+    DLT_CHECK(dlt_staging_init(&t->stg, be, t->max_local, t->sample_numel, t->label_numel, data_next, t));
     t->grad_host = malloc(n_params * sizeof(float));
-    if (!t->x_host || !t->y_host || !t->out_host || !t->grad_host)
+    if (!t->grad_host)
         return DLT_ERR(DLT_ERR_NOMEM, "out of host memory for batch buffers");
 
     dlt_optim *o = &t->opt;
@@ -381,40 +364,29 @@ static dlt_status setup(trainer *t, int argc, char **argv)
 /* Runs the evaluation set; every rank gets the global mean loss and accuracy. */
 static void evaluate(trainer *t, double *loss, double *acc)
 {
-    dlt_backend *be = t->be;
-    double sums[3] = { 0, 0, 0 }; /* loss, correct, samples */
+    double sums[DLT_SUM_N]; /* loss, correct, samples: summed on the device, read once */
     dlt_comm_set_where(t->comm, -1, "eval");
     STEP_CHECK(t, data_start(t, 1, 0));
     for (;;) {
-        int n, global_n;
-        int64_t sample0;
-        double gcount;
-        STEP_CHECK(t, data_next(t, 1, &n, &sample0, &global_n, &gcount));
-        if (global_n == 0) break;
-        if (n == 0) continue;
-        STEP_CHECK(t, be->upload(be, t->x_dev, t->x_in, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
-        STEP_CHECK(t, be->upload(be, t->y_dev, t->y_in, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
-        dlt_step_ctx ctx = { .train = 0, .seed = t->cfg.seed, .sample0 = sample0, .labels = t->y_dev };
+        dlt_staged_batch b;
+        float *x;
+        int32_t *y;
+        STEP_CHECK(t, dlt_staging_next(&t->stg, 1, &b, &x, &y));
+        if (b.global_n == 0) break;
+        if (b.n == 0) continue;
+        dlt_step_ctx ctx = { .train = 0, .seed = t->cfg.seed, .sample0 = b.sample0, .labels = y };
         dlt_model_out out;
-        STEP_CHECK(t, dlt_model_forward(t->model, t->x_dev, n, &ctx, &out));
-        STEP_CHECK(t, be->download(be, t->out_host, out.loss, (size_t)n * sizeof(float)));
-        for (int i = 0; i < n; i++) sums[0] += t->out_host[i];
-        if (out.correct) {
-            STEP_CHECK(t, be->download(be, t->out_host, out.correct, (size_t)n * sizeof(float)));
-            for (int i = 0; i < n; i++) sums[1] += t->out_host[i];
-        }
-        double counted;
-        STEP_CHECK(t, sum_out(t, out.count, n, &counted));
-        sums[2] += counted;
+        STEP_CHECK(t, dlt_model_forward(t->model, x, b.n, &ctx, &out));
+        STEP_CHECK(t, dlt_staging_add(&t->stg, DLT_SUMS_EVAL, &out, b.n, 1));
     }
+    STEP_CHECK(t, dlt_staging_take(&t->stg, DLT_SUMS_EVAL, sums));
     STEP_CHECK(t, dlt_comm_allreduce_f64(t->comm, sums, 3));
     *loss = sums[0] / sums[2];
     *acc = sums[1] / sums[2];
 }
 
 typedef struct {
-    double loss, correct, samples; /* this rank's sums since the last log */
-    double t0, wait;               /* window start, seconds spent in the loader */
+    double t0, wait; /* window start, seconds spent in the loader (the sums are in t->stg) */
 } window;
 
 /* One optimizer step on the next batch; returns 0 at the end of the epoch. */
@@ -429,47 +401,42 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
      * bucketed reduction (dist.c). An epoch ending mid-step drops the partial
      * step; the next one starts from zeroed gradients. */
     const int accum = t->cfg.accum_steps;
-    const double loss0 = win->loss, correct0 = win->correct, samples0 = win->samples;
+    STEP_CHECK(t, dlt_staging_step_begin(&t->stg)); /* a skipped step is taken out of the sums */
     for (int micro = 0; micro < accum; micro++) {
         const int last = micro == accum - 1;
-        int n, global_n;
-        int64_t sample0;
+        dlt_staged_batch b;
+        float *x;
+        int32_t *y;
         double tw = now_s();
         dlt_comm_set_where(t->comm, step, "data");
-        double gcount;
-        STEP_CHECK(t, data_next(t, 0, &n, &sample0, &global_n, &gcount));
+        STEP_CHECK(t, dlt_staging_next(&t->stg, 0, &b, &x, &y));
         win->wait += now_s() - tw;
-        if (global_n == 0) return 0;
+        if (b.global_n == 0) return 0;
 
-        dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = sample0, .labels = t->y_dev };
-        if (n > 0) {
-            STEP_CHECK(t, be->upload(be, t->x_dev, t->x_in, (size_t)n * (size_t)t->sample_numel * sizeof(float)));
-            STEP_CHECK(t, be->upload(be, t->y_dev, t->y_in, (size_t)n * (size_t)t->label_numel * sizeof(int32_t)));
+        dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = b.sample0, .labels = y };
+        if (b.n > 0) {
             dlt_model_out out;
             STEP_CHECK(t, dlt_fault_maybe(&t->fault, t->rank, step));
             dlt_comm_set_where(t->comm, step, "forward");
             double tk = now_s();
-            STEP_CHECK(t, dlt_model_forward(t->model, t->x_dev, n, &ctx, &out));
+            STEP_CHECK(t, dlt_model_forward(t->model, x, b.n, &ctx, &out));
             tk = dlt_tick(&t->num.time[DLT_TIME_FORWARD], tk);
             dlt_comm_set_where(t->comm, step, "backward");
             STEP_CHECK(t, dlt_dist_begin(t->dist, step, last));
-            float scale = dlt_lossscale_factor(&t->ls) / ((float)(gcount > 0 ? gcount : 1) * (float)accum);
-            STEP_CHECK(t, micro ? dlt_model_backward_accumulate(t->model, n, &ctx, scale)
-                                : dlt_model_backward(t->model, n, &ctx, scale));
+            float scale = dlt_lossscale_factor(&t->ls) / ((float)(b.count > 0 ? b.count : 1) * (float)accum);
+            STEP_CHECK(t, micro ? dlt_model_backward_accumulate(t->model, b.n, &ctx, scale)
+                                : dlt_model_backward(t->model, b.n, &ctx, scale));
             dlt_tick(&t->num.time[DLT_TIME_BACKWARD], tk);
-            STEP_CHECK(t, be->download(be, t->out_host, out.loss, (size_t)n * sizeof(float)));
-            for (int i = 0; i < n; i++) win->loss += t->out_host[i];
-            if (classifier && out.correct) {
-                STEP_CHECK(t, be->download(be, t->out_host, out.correct, (size_t)n * sizeof(float)));
-                for (int i = 0; i < n; i++) win->correct += t->out_host[i];
-            }
-            double counted;
-            STEP_CHECK(t, sum_out(t, out.count, n, &counted));
-            win->samples += counted;
+            STEP_CHECK(t, dlt_staging_add(&t->stg, DLT_SUMS_TRAIN, &out, b.n, classifier));
         } else {
             STEP_CHECK(t, dlt_dist_begin(t->dist, step, last));
             if (micro == 0) STEP_CHECK(t, be->fill(be, g, n_params, 0.0f));
         }
+        /* the next batch loads and uploads while this one computes on a GPU */
+        tw = now_s();
+        dlt_comm_set_where(t->comm, step, "data");
+        STEP_CHECK(t, dlt_staging_prefetch(&t->stg));
+        win->wait += now_s() - tw;
     }
 
     dlt_comm_set_where(t->comm, step, "allreduce");
@@ -478,9 +445,7 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     int overflow;
     STEP_CHECK(t, dlt_lossscale_unscale(&t->ls, be, g, n_params, &overflow));
     if (overflow) { /* fp16: skip the step at a lower scale, alike on every rank */
-        win->loss = loss0;
-        win->correct = correct0;
-        win->samples = samples0;
+        STEP_CHECK(t, dlt_staging_step_undo(&t->stg));
         return 1;
     }
     tk = dlt_tick(&t->num.time[DLT_TIME_COMM], tk);
@@ -488,8 +453,10 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
      * losses, then the optimizer steps or skips, alike on every rank. */
     dlt_comm_set_where(t->comm, step, "optimizer");
     int applied;
+    double step_loss; /* 0 on a GPU: the gradient norm check covers it (staging.c) */
+    STEP_CHECK(t, dlt_staging_step_loss(&t->stg, &step_loss));
     STEP_CHECK(t, dlt_freeze_before(t->freeze));
-    dlt_status st = dlt_numerics_step(&t->num, t->comm, t->model, &t->opt, step, win->loss - loss0, grad_norm,
+    dlt_status st = dlt_numerics_step(&t->num, t->comm, t->model, &t->opt, step, step_loss, grad_norm,
                                       &applied, &t->stop);
     if (st == DLT_OK) STEP_CHECK(t, dlt_freeze_after(t->freeze));
     if (st == DLT_ERR_NUMERIC) { /* agreed on every rank: one message, all leave */
@@ -498,19 +465,16 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
         exit(1);
     }
     STEP_CHECK(t, st);
-    if (!applied) { /* a skipped step does not count in the logged loss */
-        win->loss = loss0;
-        win->correct = correct0;
-        win->samples = samples0;
-    }
+    if (!applied) STEP_CHECK(t, dlt_staging_step_undo(&t->stg)); /* not in the logged loss */
     dlt_tick(&t->num.time[DLT_TIME_OPTIM], tk);
     return 1;
 }
 
 static void log_train(trainer *t, int64_t step, int64_t epoch, window *win, double grad_norm, int classifier)
 {
-    double s[3] = { win->loss, win->correct, win->samples };
+    double s[DLT_SUM_N]; /* loss, correct, samples: the one read-back of the window */
     dlt_comm_set_where(t->comm, step, "log");
+    STEP_CHECK(t, dlt_staging_take(&t->stg, DLT_SUMS_TRAIN, s));
     STEP_CHECK(t, dlt_comm_allreduce_f64(t->comm, s, 3));
     double dt = now_s() - win->t0;
     dlt_record r = {
@@ -561,7 +525,12 @@ static void train_loop(trainer *t)
     for (; epoch < c->epochs && step < total && !stopped_early && !t->stop; epoch++, in_epoch = 0) {
         STEP_CHECK(t, data_start(t, 0, epoch));
         if (t->text) dlt_text_skip(t->text, 0, in_epoch * c->accum_steps);
-        else STEP_CHECK(t, dlt_loader_skip(t->train_ld, in_epoch * c->accum_steps, t->x_host, t->y_host));
+        else {
+            float *sx;
+            int32_t *sy;
+            STEP_CHECK(t, dlt_staging_scratch(&t->stg, &sx, &sy));
+            STEP_CHECK(t, dlt_loader_skip(t->train_ld, in_epoch * c->accum_steps, sx, sy));
+        }
         while (step < total && train_step(t, step, &win, &grad_norm, classifier)) {
             step++;
             /* throughput excludes the first steps (caches, page faults) */
@@ -698,11 +667,7 @@ int dlt_cmd_train(int argc, char **argv)
     if (t.train_ds) dlt_dataset_close(t.train_ds);
     dlt_text_free(t.text);
     dlt_freeze_free(t.freeze);
-    t.be->free(t.be, t.x_dev);
-    t.be->free(t.be, t.y_dev);
-    free(t.x_host);
-    free(t.y_host);
-    free(t.out_host);
+    dlt_staging_free(&t.stg);
     free(t.grad_host);
     t.be->destroy(t.be);
     dlt_comm_free(t.comm);

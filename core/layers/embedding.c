@@ -12,7 +12,8 @@
  * The two additive embeddings need no op of their own: adding rows 0..len-1
  * of a (max_len, dim) table to every sample is bias_add with c = len dim,
  * and adding one row to every token is bias_add with c = dim; their
- * gradients are the matching bias_grad sums.
+ * gradients are the matching bias_grad sums (as gemms with a vector of
+ * ones, dlt_seq_bias_add/grad).
  *
  * Tables are initialised N(0, init_std^2) (BERT's 0.02 by default; torch's
  * nn.Embedding uses 1). */
@@ -131,6 +132,7 @@ typedef struct {
     int per;      /* bias_add channels: len dim (positions) or dim (types) */
     int rep;      /* rows per sample the table is added to: 1 or len */
     double std;
+    float *ones;  /* (max_batch rep) of 1 */
 } addemb_priv;
 
 /* Shared setup: table (rows, dim) added per sample (positions) or per token. */
@@ -156,6 +158,7 @@ static dlt_status addemb_setup(dlt_layer *l, const char *key, int per_token)
     p->std = dlt_spec_float(l->spec, l->ops->keys, "init_std");
     l->y.shape = *xs;
     dlt_layer_add_param(l, "weight", (dlt_shape){ 2, { rows, dim } }, DLT_INIT_ZERO, dim);
+    dlt_layer_add_buffer(l, &p->ones, xs->d[0] * p->rep);
     return DLT_OK;
 }
 
@@ -174,7 +177,8 @@ static dlt_status addemb_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     dlt_backend *be = l->be;
     size_t len = (size_t)n * (size_t)dlt_shape_sample_numel(&l->x[0].shape);
     DLT_CHECK(be->copy(be, l->y.data, l->x[0].data, len * sizeof(float)));
-    return be->bias_add(be, n * p->rep, p->per, 1, l->params[0].w, l->y.data);
+    DLT_CHECK(dlt_seq_ones(be, p->ones, n * p->rep));
+    return dlt_seq_bias_add(be, n * p->rep, p->per, l->params[0].w, p->ones, l->y.data);
 }
 
 static dlt_status addemb_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
@@ -183,7 +187,7 @@ static dlt_status addemb_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     dlt_backend *be = l->be;
     size_t len = (size_t)n * (size_t)dlt_shape_sample_numel(&l->x[0].shape);
     if (l->dx[0].data) DLT_CHECK(be->axpy(be, len, 1.0f, l->dy.data, l->dx[0].data));
-    return be->bias_grad(be, n * p->rep, p->per, 1, l->dy.data, l->params[0].g);
+    return dlt_seq_bias_grad(be, n * p->rep, p->per, l->dy.data, p->ones, l->params[0].g);
 }
 
 const dlt_layer_ops dlt_layer_position_embedding = {

@@ -18,12 +18,14 @@
  * directly (known at link time) and at most a quarter of the step's rows
  * are targets, the
  * decoder runs on those rows only: gather their normalised vectors, one
- * gemm, scatter the logits (other rows' logits are 0; the loss skips them);
- * backward gathers the same rows of dy. Sums equal the full decoder's up to
- * the order of floating-point additions. Steps without targets (predict,
- * whose labels are all -1), with more (language models) and standalone
- * layers compute every row. The
- * labels are read on the host (a copy of n len ints) to build the row list.
+ * gemm, copy the logits into their rows (the other rows are left as they
+ * were; the loss skips them); backward gathers the same rows of dy. Sums
+ * equal the full decoder's up to the order of floating-point additions.
+ * Steps without targets (predict, whose labels are all -1), with more
+ * (language models) and standalone layers compute every row. The labels
+ * are read on the host (a copy of n len ints) to build the row list.
+ *
+ * Biases go through dlt_seq_bias_add/grad (gemms with a vector of ones).
  *
  * pooler on (n, len, dim) -> (n, dim): tanh(x[:, 0] W^T + b), BERT's
  * BertPooler. The first token's rows are read in place through the gemm's
@@ -54,6 +56,7 @@ typedef struct {
     float *idx;                         /* (n len) target row indices as floats, backend */
     int32_t *lab_host;                  /* (n len) host copy of the labels */
     float *idx_host;                    /* (n len) host */
+    float *ones;                        /* (n len) of 1, for the biases */
 } mlm_priv;
 
 static dlt_status mlm_setup(dlt_layer *l)
@@ -103,6 +106,7 @@ static dlt_status mlm_setup(dlt_layer *l)
     dlt_layer_add_buffer(l, &p->mean, rows);
     dlt_layer_add_buffer(l, &p->rstd, rows);
     dlt_layer_add_buffer(l, &p->idx, rows);
+    dlt_layer_add_buffer(l, &p->ones, rows);
     l->y.shape = (dlt_shape){ 3, { n, L, vocab } };
     /* backward: dhn, dact, dpre (rows, D) then the targets' dy (cap, V), hn
      * and dhn (cap, D); forward uses the targets' part only */
@@ -148,25 +152,30 @@ static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     const int rows = n * p->len, D = p->dim, V = p->vocab;
     DLT_CHECK(be->gemm(be, 0, 1, rows, D, D, 1.0f, l->x[0].data, D, P[p->wd].w, D, 0.0f, p->pre,
                        D));
-    DLT_CHECK(be->bias_add(be, rows, D, 1, P[p->bd].w, p->pre));
+    DLT_CHECK(dlt_seq_ones(be, p->ones, rows));
+    DLT_CHECK(dlt_seq_bias_add(be, rows, D, P[p->bd].w, p->ones, p->pre));
     DLT_CHECK(be->act_fwd(be, DLT_ACT_GELU, (size_t)rows * D, p->pre, p->act));
     DLT_CHECK(be->layernorm_fwd(be, rows, D, p->eps, p->act, P[p->gn].w, P[p->bn].w, p->hn,
                                 p->mean, p->rstd));
     DLT_CHECK(mlm_targets(l, ctx, rows));
     if (p->k < 0) {
         DLT_CHECK(be->gemm(be, 0, 1, rows, V, D, 1.0f, p->hn, D, E->w, D, 0.0f, l->y.data, V));
-        return be->bias_add(be, rows, V, 1, P[p->bias].w, l->y.data);
+        return dlt_seq_bias_add(be, rows, V, P[p->bias].w, p->ones, l->y.data);
     }
     /* the full-vocabulary decoder on the target rows only: gather their hn
-     * rows, one gemm, scatter the logits; other rows' logits are 0 (the
-     * loss never reads them) */
+     * rows, one gemm, copy the logits into their rows. Other rows keep
+     * whatever they held (the loss never reads them; zeroing them would
+     * write the whole (rows, V) tensor every step, 128 MiB for BERT-tiny's
+     * batch of 64 x 64) */
     float *lc = l->workspace, *hc = lc + (size_t)p->cap * V;   /* (cap, V), (cap, D) */
     const int m = p->k;
-    DLT_CHECK(be->fill(be, l->y.data, (size_t)rows * V, 0.0f));
     DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
     DLT_CHECK(be->gemm(be, 0, 1, m, V, D, 1.0f, hc, D, E->w, D, 0.0f, lc, V));
-    DLT_CHECK(be->bias_add(be, m, V, 1, P[p->bias].w, lc));
-    return be->embedding_bwd(be, m, V, rows, p->idx, lc, -1, l->y.data);
+    DLT_CHECK(dlt_seq_bias_add(be, m, V, P[p->bias].w, p->ones, lc));
+    for (int i = 0; i < m; i++)
+        DLT_CHECK(be->copy(be, l->y.data + (size_t)p->idx_host[i] * V, lc + (size_t)i * V,
+                           (size_t)V * sizeof(float)));
+    return DLT_OK;
 }
 
 /* dhn (rows, D) = dy E, E->g += dy^T hn, decoder bias += sum dy: over
@@ -182,7 +191,7 @@ static dlt_status mlm_decoder_bwd(dlt_layer *l, const dlt_param *E, int rows, fl
     const float *dy = l->dy.data;
     if (p->k < 0) {
         DLT_CHECK(be->gemm(be, 1, 0, V, D, rows, 1.0f, dy, V, p->hn, D, 1.0f, E->g, D));
-        DLT_CHECK(be->bias_grad(be, rows, V, 1, dy, P[p->bias].g));
+        DLT_CHECK(dlt_seq_bias_grad(be, rows, V, dy, p->ones, P[p->bias].g));
         return be->gemm(be, 0, 0, rows, D, V, 1.0f, dy, V, E->w, D, 0.0f, dhn, D);
     }
     float *dyc = chunk, *hc = dyc + (size_t)p->cap * V, *dhc = hc + (size_t)p->cap * D;
@@ -191,7 +200,7 @@ static dlt_status mlm_decoder_bwd(dlt_layer *l, const dlt_param *E, int rows, fl
     DLT_CHECK(be->embedding_fwd(be, m, V, rows, p->idx, dy, dyc));
     DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
     DLT_CHECK(be->gemm(be, 1, 0, V, D, m, 1.0f, dyc, V, hc, D, 1.0f, E->g, D));
-    DLT_CHECK(be->bias_grad(be, m, V, 1, dyc, P[p->bias].g));
+    DLT_CHECK(dlt_seq_bias_grad(be, m, V, dyc, p->ones, P[p->bias].g));
     DLT_CHECK(be->gemm(be, 0, 0, m, D, V, 1.0f, dyc, V, E->w, D, 0.0f, dhc, D));
     return be->embedding_bwd(be, m, D, rows, p->idx, dhc, -1, dhn);
 }
@@ -212,7 +221,7 @@ static dlt_status mlm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     DLT_CHECK(be->act_bwd(be, DLT_ACT_GELU, nd, p->pre, p->act, dact, dpre));
     DLT_CHECK(be->gemm(be, 1, 0, D, D, rows, 1.0f, dpre, D, l->x[0].data, D, 1.0f, P[p->wd].g,
                        D));
-    DLT_CHECK(be->bias_grad(be, rows, D, 1, dpre, P[p->bd].g));
+    DLT_CHECK(dlt_seq_bias_grad(be, rows, D, dpre, p->ones, P[p->bd].g));
     if (l->dx[0].data)
         DLT_CHECK(be->gemm(be, 0, 0, rows, D, D, 1.0f, dpre, D, P[p->wd].w, D, 1.0f,
                            l->dx[0].data, D));

@@ -39,6 +39,7 @@ extern const dlt_layer_ops dlt_layer_pooler;
 extern const dlt_layer_ops dlt_layer_linear;
 /* A macro layer: the model expands it (core/model.c); its setup() refuses. */
 extern const dlt_layer_ops dlt_layer_resblock;
+extern const dlt_layer_ops dlt_layer_bottleneck;
 
 /* NULL-terminated backend op names (backend.h field names) that a layer of
  * this type calls, for dlt_backend_missing_op() at build time. */

@@ -17,6 +17,7 @@ static const dlt_key_spec linear_keys[] = {
 
 typedef struct {
     int in, units, rows_per_sample, bias;
+    float *ones;   /* (max_batch rows_per_sample) of 1, for the bias */
 } linear_priv;
 
 static dlt_status linear_setup(dlt_layer *l)
@@ -40,6 +41,7 @@ static dlt_status linear_setup(dlt_layer *l)
     if (p->bias)
         dlt_layer_add_param(l, "bias", (dlt_shape){ 1, { units } }, DLT_INIT_UNIFORM_FAN_IN, p->in);
     l->flops = 2.0 * p->rows_per_sample * (double)p->in * (double)units;
+    if (p->bias) dlt_layer_add_buffer(l, &p->ones, xs->d[0] * p->rows_per_sample);
     return DLT_OK;
 }
 
@@ -50,7 +52,10 @@ static dlt_status linear_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     const int rows = n * p->rows_per_sample;
     DLT_CHECK(be->gemm(be, 0, 1, rows, p->units, p->in, 1.0f, l->x[0].data, p->in,
                        l->params[0].w, p->in, 0.0f, l->y.data, p->units));
-    if (p->bias) DLT_CHECK(be->bias_add(be, rows, p->units, 1, l->params[1].w, l->y.data));
+    if (p->bias) {
+        DLT_CHECK(dlt_seq_ones(be, p->ones, rows));
+        DLT_CHECK(dlt_seq_bias_add(be, rows, p->units, l->params[1].w, p->ones, l->y.data));
+    }
     return DLT_OK;
 }
 
@@ -61,7 +66,8 @@ static dlt_status linear_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     const int rows = n * p->rows_per_sample;
     DLT_CHECK(be->gemm(be, 1, 0, p->units, p->in, rows, 1.0f, l->dy.data, p->units,
                        l->x[0].data, p->in, 1.0f, l->params[0].g, p->in));
-    if (p->bias) DLT_CHECK(be->bias_grad(be, rows, p->units, 1, l->dy.data, l->params[1].g));
+    if (p->bias)
+        DLT_CHECK(dlt_seq_bias_grad(be, rows, p->units, l->dy.data, p->ones, l->params[1].g));
     if (l->dx[0].data)
         DLT_CHECK(be->gemm(be, 0, 0, rows, p->in, p->units, 1.0f, l->dy.data, p->units,
                            l->params[0].w, p->in, 1.0f, l->dx[0].data, p->in));

@@ -3,8 +3,9 @@
  * incomplete backend fails with "op X not supported on backend Y" before any
  * step runs). Adding a layer type means adding one row here.
  *
- * "resblock" is registered like any other type so that the config loader can
- * validate its keys and help can list it, but it is a macro: the model
+ * "resblock" and "bottleneck" are registered like any other type so that the
+ * config loader can validate their keys and help can list them, but they are
+ * macros: the model
  * builder expands it into plain layers and its setup() refuses to run. */
 #include <string.h>
 
@@ -28,6 +29,33 @@ const dlt_layer_ops dlt_layer_resblock = {
     .n_inputs = 1,
     .is_loss = 0,
     .setup = resblock_setup,
+    .init = NULL,
+    .forward = NULL,
+    .backward = NULL,
+    .free = NULL,
+};
+
+/* ResNet-50's block (torchvision Bottleneck): 1x1 to `filters`, 3x3 with the
+ * stride, 1x1 to expansion x filters; also a macro (core/model.c). */
+static const dlt_key_spec bottleneck_keys[] = {
+    { "filters", DLT_KEY_INT, NULL, "width of the 1x1 and 3x3 convolutions inside the block" },
+    { "stride", DLT_KEY_INT, "1", "stride of the 3x3 convolution (and the shortcut)" },
+    { "expansion", DLT_KEY_INT, "4", "output channels = expansion x filters" },
+    { NULL, 0, NULL, NULL },
+};
+
+static dlt_status bottleneck_setup(dlt_layer *l)
+{
+    return DLT_LAYER_ERR(l, DLT_ERR_INVALID,
+                         "bottleneck is a macro layer, expanded only inside a model");
+}
+
+const dlt_layer_ops dlt_layer_bottleneck = {
+    .type = "bottleneck",
+    .keys = bottleneck_keys,
+    .n_inputs = 1,
+    .is_loss = 0,
+    .setup = bottleneck_setup,
     .init = NULL,
     .forward = NULL,
     .backward = NULL,
@@ -81,6 +109,7 @@ static const struct {
     { &dlt_layer_flatten, ops_copy },
     { &dlt_layer_add, ops_add },
     { &dlt_layer_resblock, ops_none },
+    { &dlt_layer_bottleneck, ops_none },
     { &dlt_layer_softmax_xent, ops_xent },
     { &dlt_layer_mse, ops_mse },
     { &dlt_layer_embedding, ops_embedding },
@@ -115,7 +144,7 @@ const dlt_layer_ops *const *dlt_layer_all(void)
         &dlt_layer_embedding, &dlt_layer_position_embedding, &dlt_layer_token_type_embedding,
         &dlt_layer_layernorm, &dlt_layer_self_attention, &dlt_layer_transformer,
         &dlt_layer_lstm,    &dlt_layer_mlm_head,     &dlt_layer_pooler,
-        &dlt_layer_linear,
+        &dlt_layer_linear,  &dlt_layer_bottleneck,
         NULL,
     };
     _Static_assert(sizeof all / sizeof all[0] == N_TYPES + 1, "registry and list differ");

@@ -125,7 +125,7 @@ static dlt_status linear(dlt_layer *l, int w, int b, int rows, int in, int out, 
 {
     dlt_backend *be = l->be;
     DLT_CHECK(be->gemm(be, 0, 1, rows, out, in, 1.0f, x, in, l->params[w].w, in, 0.0f, y, out));
-    return be->bias_add(be, rows, out, 1, l->params[b].w, y);
+    return dlt_seq_bias_add(be, rows, out, l->params[b].w, ((tf_priv *)l->priv)->a.ones, y);
 }
 
 /* dW += dy^T x, db += sum dy, dx = dy W (overwritten) */
@@ -134,7 +134,7 @@ static dlt_status linear_bwd(dlt_layer *l, int w, int b, int rows, int in, int o
 {
     dlt_backend *be = l->be;
     DLT_CHECK(be->gemm(be, 1, 0, out, in, rows, 1.0f, dy, out, x, in, 1.0f, l->params[w].g, in));
-    DLT_CHECK(be->bias_grad(be, rows, out, 1, dy, l->params[b].g));
+    DLT_CHECK(dlt_seq_bias_grad(be, rows, out, dy, ((tf_priv *)l->priv)->a.ones, l->params[b].g));
     return be->gemm(be, 0, 0, rows, in, out, 1.0f, dy, out, l->params[w].w, in, 0.0f, dx, in);
 }
 

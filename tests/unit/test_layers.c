@@ -576,7 +576,7 @@ START_TEST(test_registry)
                             /* sequence models (test_seq_layers.c) */
                             "embedding", "position_embedding", "token_type_embedding",
                             "layernorm", "self_attention", "transformer", "lstm", "mlm_head",
-                            "pooler", "linear" };
+                            "pooler", "linear", "bottleneck" };
     int n = 0;
     for (const dlt_layer_ops *const *p = dlt_layer_all(); *p; p++) n++;
     ck_assert_int_eq(n, (int)(sizeof types / sizeof types[0]));

@@ -1,4 +1,4 @@
-/* The model graph on the CPU backend: resblock expansion, arena layout
+/* The model graph on the CPU backend: resblock and bottleneck expansion, arena layout
  * (parameters contiguous in backward order, gradients at the same offsets),
  * a finite-difference check of the whole residual model on a sample of
  * parameters, deterministic initialisation, rank-independent dropout,
@@ -101,6 +101,43 @@ static double sum_loss(dlt_model *m, const float *x, int n, const dlt_step_ctx *
     return s;
 }
 
+/* Compares the analytic gradient ga (the whole arena) of scale * sum of
+ * losses with central differences at 2 random entries of every parameter
+ * (generator seed); counts checked and clearly nonzero entries. */
+static void fd_check(dlt_model *m, const float *x, int n, const dlt_step_ctx *ctx, float scale,
+                     const float *ga, uint64_t seed, float eps_min, int *checked, int *nonzero)
+{
+    size_t np;
+    float *w = dlt_model_params(m, &np);
+    dlt_rng r = dlt_rng_make(seed);
+    for (int i = 0; i < dlt_model_n_params(m); i++) {
+        const dlt_param *p = dlt_model_param(m, i);
+        size_t len = (size_t)dlt_shape_numel(&p->shape);
+        for (int t = 0; t < 2; t++) {
+            size_t j = (size_t)(p->w - w) + (size_t)dlt_rng_below(&r, len);
+            float v;
+            ck_assert_int_eq(be->download(be, &v, w + j, sizeof v), DLT_OK);
+            /* a ReLU kink within eps spoils one step size, rarely two;
+             * deep stacks of them need smaller steps (eps_min) */
+            double num = 0.0;
+            int ok = 0;
+            for (float eps = 2e-3f; eps > eps_min && !ok; eps *= 0.5f) {
+                float vp = v + eps, vm = v - eps;
+                be->upload(be, w + j, &vp, sizeof vp);
+                double fp = scale * sum_loss(m, x, n, ctx);
+                be->upload(be, w + j, &vm, sizeof vm);
+                double fm = scale * sum_loss(m, x, n, ctx);
+                be->upload(be, w + j, &v, sizeof v);
+                num = (fp - fm) / ((double)vp - vm);
+                ok = fabs(num - ga[j]) < 1e-3 + 2e-2 * fabs(num);
+            }
+            ck_assert_msg(ok, "%s: analytic %.6g numeric %.6g", p->name, (double)ga[j], num);
+            (*checked)++;
+            *nonzero += fabs(num) > 1e-3;
+        }
+    }
+}
+
 START_TEST(test_resnet_layout)
 {
     make_resnet();
@@ -172,37 +209,12 @@ START_TEST(test_resnet_finite_differences)
     sum_loss(m, x, n, &ctx);
     ck_assert_int_eq(dlt_model_backward(m, n, &ctx, scale), DLT_OK);
     size_t np;
-    float *w = dlt_model_params(m, &np);
+    dlt_model_params(m, &np);
     float *ga = malloc(np * sizeof *ga);
     ck_assert_int_eq(be->download(be, ga, dlt_model_grads(m, NULL), np * sizeof *ga), DLT_OK);
 
-    dlt_rng r = dlt_rng_make(4);
     int checked = 0, nonzero = 0;
-    for (int i = 0; i < dlt_model_n_params(m); i++) {
-        const dlt_param *p = dlt_model_param(m, i);
-        size_t len = (size_t)dlt_shape_numel(&p->shape);
-        for (int t = 0; t < 2; t++) {
-            size_t j = (size_t)(p->w - w) + (size_t)dlt_rng_below(&r, len);
-            float v;
-            ck_assert_int_eq(be->download(be, &v, w + j, sizeof v), DLT_OK);
-            /* a ReLU kink within eps spoils one step size, rarely two */
-            double num = 0.0;
-            int ok = 0;
-            for (float eps = 2e-3f; eps > 4e-4f && !ok; eps *= 0.5f) {
-                float vp = v + eps, vm = v - eps;
-                be->upload(be, w + j, &vp, sizeof vp);
-                double fp = scale * sum_loss(m, x, n, &ctx);
-                be->upload(be, w + j, &vm, sizeof vm);
-                double fm = scale * sum_loss(m, x, n, &ctx);
-                be->upload(be, w + j, &v, sizeof v);
-                num = (fp - fm) / ((double)vp - vm);
-                ok = fabs(num - ga[j]) < 1e-3 + 2e-2 * fabs(num);
-            }
-            ck_assert_msg(ok, "%s: analytic %.6g numeric %.6g", p->name, (double)ga[j], num);
-            checked++;
-            nonzero += fabs(num) > 1e-3;
-        }
-    }
+    fd_check(m, x, n, &ctx, scale, ga, 4, 4e-4f, &checked, &nonzero);
     ck_assert_int_eq(checked, 42);
     ck_assert_int_gt(nonzero, 20);
 
@@ -215,6 +227,73 @@ START_TEST(test_resnet_finite_differences)
     ck_assert(tu_max_rel_err(g2, ga, np) < 1e-4);
     free(g2), free(ga);
     be->free(be, x), be->free(be, dlab);
+    dlt_model_free(m);
+}
+END_TEST
+
+/* ResNet-50's bottleneck: a projecting block, an identity one, and one
+ * with stride 2 and expansion 2; names, wiring and shapes as torchvision's
+ * Bottleneck, and finite differences through all three. */
+START_TEST(test_bottleneck)
+{
+    dlt_layer_spec s[7];
+    s[0] = L(10, "conv2d", "c1", "filters=4 kernel=3 padding=1 bias=0", NULL, NULL);
+    s[1] = L(11, "batchnorm", "bn", "", NULL, NULL);
+    s[2] = L(12, "relu", "act", "", NULL, NULL);
+    s[3] = L(13, "bottleneck", "b1", "filters=2", NULL, NULL);
+    s[4] = L(14, "bottleneck", "b2", "filters=2", NULL, NULL);
+    s[5] = L(15, "bottleneck", "b3", "filters=3 stride=2 expansion=2", "b2", NULL);
+    s[6] = L(16, "global_avgpool", "gap", "", NULL, NULL);
+    dlt_layer_spec all[8];
+    memcpy(all, s, sizeof s);
+    all[7] = L(17, "dense", "fc", "units=5", NULL, NULL);
+    dlt_model_cfg c = cfg_of(all, 8, "softmax_cross_entropy", (dlt_shape){ 3, { 3, 8, 8 } }, 5,
+                             4, 3);
+    dlt_model *m = build_ok(&c, be);
+    /* 3 + 12 (projection) + 10 (identity) + 12 (projection) + gap + fc + loss */
+    ck_assert_int_eq(dlt_model_n_layers(m), 40);
+    const char *b1[] = { "conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3",
+                         "downsample.0", "downsample.1", "add", "relu3" };
+    for (int i = 0; i < 12; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "b1.%s", b1[i]);
+        ck_assert_str_eq(dlt_model_layer(m, 3 + i)->spec->name, want);
+    }
+    ck_assert_str_eq(dlt_model_layer(m, 15 + 8)->spec->name, "b2.add");
+    /* identity shortcut: b2.add adds b1's output; b1's projection is 2 -> 8 channels */
+    ck_assert_ptr_eq(dlt_model_layer(m, 23)->x[1].data, dlt_model_layer(m, 14)->y.data);
+    ck_assert_int_eq(dlt_model_layer(m, 14)->y.shape.d[1], 8);
+    ck_assert_int_eq(dlt_shape_numel(&dlt_model_layer(m, 11)->params[0].shape), 8 * 4);
+    /* b3: the 3x3 convolution carries the stride (v1.5), 6 output channels at 4x4 */
+    const dlt_layer *b3c2 = dlt_model_layer(m, 25 + 3);
+    ck_assert_str_eq(b3c2->spec->name, "b3.conv2");
+    ck_assert_int_eq(b3c2->y.shape.d[2], 4);
+    ck_assert_int_eq(dlt_model_layer(m, 36)->y.shape.d[1], 6);
+    ck_assert_str_eq(dlt_model_layer(m, 36)->spec->name, "b3.relu3");
+
+    const int n = 3;
+    const float scale = 1.0f / 3.0f;
+    float *x = dev_floats((size_t)n * 3 * 64, 19, -1.0f, 1.0f);
+    int32_t lab[3] = { 1, 4, 0 }, *dlab = dev_labels(lab, 3);
+    dlt_step_ctx ctx = { .train = 1, .seed = 1, .labels = dlab };
+    sum_loss(m, x, n, &ctx);
+    ck_assert_int_eq(dlt_model_backward(m, n, &ctx, scale), DLT_OK);
+    size_t np;
+    dlt_model_params(m, &np);
+    float *ga = malloc(np * sizeof *ga);
+    ck_assert_int_eq(be->download(be, ga, dlt_model_grads(m, NULL), np * sizeof *ga), DLT_OK);
+    int checked = 0, nonzero = 0;
+    fd_check(m, x, n, &ctx, scale, ga, 5, 5e-5f, &checked, &nonzero);
+    ck_assert_int_eq(checked, 2 * dlt_model_n_params(m));
+    ck_assert_int_gt(nonzero, checked / 3);
+    free(ga);
+    be->free(be, x), be->free(be, dlab);
+
+    /* a bad expansion is a config error naming the block */
+    dlt_model *bad = NULL;
+    all[3] = L(13, "bottleneck", "b1", "filters=2 expansion=0", NULL, NULL);
+    ck_assert_int_eq(dlt_model_build(&c, be, &bad), DLT_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(dlt_last_error(), "expansion"));
     dlt_model_free(m);
 }
 END_TEST
@@ -377,6 +456,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_resnet_layout);
     tcase_add_test(tc, test_resnet_finite_differences);
+    tcase_add_test(tc, test_bottleneck);
     tcase_add_test(tc, test_train_eval_and_batch_limits);
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_build_errors);
