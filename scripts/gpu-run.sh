@@ -17,8 +17,9 @@
 #       stopping the others:
 #         1. env.txt       nvidia-smi, the carried libraries ldd resolves
 #         2. test-gpu.log  every op vs the CPU backend + NCCL 1 rank (test_cuda_ops)
-#         3. parity.log    a few training steps on CPU and GPU (fp32) from the
-#                          same seed: parameters compared (h5py)
+#         3. parity.log    6 training steps on CPU and GPU (fp32) from the
+#                          same seed: losses (and parameters, with h5py)
+#                          compared (scripts/gpu-checks.sh)
 #         4. memcheck.log  compute-sanitizer memcheck on 2 GPU training steps
 #         5. bench: bench/gpu/run.sh -> gpu-<date>.md (+ bench.log)
 #       Everything goes to $OUT (the tool's result folder; /tmp/out when unset).
@@ -72,60 +73,6 @@ step() { # name timeout command...: runs one step, records its status and time
     return $rc
 }
 
-parity() { # CPU and GPU (fp32) from the same seed, 6 steps of a small CNN
-    "$D/bin/dlprep" synthetic "$W/syn" --n 600 --shape 3,32,32 --classes 10 --test-n 0 >/dev/null || return 1
-    cat >"$W/parity.yaml" <<YAML
-data:
-  train: $W/syn/train-*.h5
-  test: ""
-model:
-  loss: softmax_cross_entropy
-  layers:
-    - {type: conv2d, filters: 16, kernel: 3, padding: 1, bias: false}
-    - {type: batchnorm}
-    - {type: relu}
-    - {type: resblock, filters: 32, stride: 2}
-    - {type: maxpool, size: 2}
-    - {type: flatten}
-    - {type: dense, units: 64}
-    - {type: gelu}
-    - {type: dense, units: 10}
-train:
-  epochs: 1
-  max_steps: 6
-  batch_size: 32
-optimizer:
-  type: adamw
-  lr: 0.001
-log:
-  every: 1
-YAML
-    for dev in cpu cuda; do
-        "$D/bin/dltrain" train "$W/parity.yaml" train.device=$dev train.precision=fp32 \
-            run_dir="$W/run-$dev" || return 1
-    done
-    python3 - "$W/run-cpu/model.h5" "$W/run-cuda/model.h5" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-def numeric(f):
-    out = {}
-    f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) and v.dtype.kind == "f" else None)
-    return out
-na, nb = numeric(a), numeric(b)
-assert sorted(na) == sorted(nb) and na, "parameter sets differ"
-worst = max(float(np.max(np.abs(na[k].astype(np.float64) - nb[k]) / np.maximum(1.0, np.abs(na[k])), initial=0.0)) for k in na)
-print(f"parity: {len(na)} tensors, max relative difference cpu vs cuda (TF32) after 6 steps: {worst:.3g}")
-sys.exit(0 if worst <= 2e-2 else 1)
-PY
-}
-
-memcheck() {
-    command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 1; }
-    compute-sanitizer --tool memcheck --error-exitcode 9 --leak-check no \
-        "$D/bin/dltrain" train "$W/parity.yaml" train.device=cuda train.max_steps=2 \
-        run_dir="$W/run-memcheck"
-}
-
 device() {
     OUT=${OUT:-/tmp/out}
     mkdir -p "$OUT"
@@ -152,7 +99,7 @@ device() {
 case "${1:-}" in
     pack) pack ;;
     device) device ;;
-    _parity) parity ;;     # steps of `device`, re-entered so that timeout can run them
-    _memcheck) memcheck ;;
+    _parity) . "$here/scripts/gpu-checks.sh"; gpu_parity ;;     # steps of `device`, re-entered
+    _memcheck) . "$here/scripts/gpu-checks.sh"; gpu_memcheck ;; # so that timeout can run them
     *) echo "usage: sh scripts/gpu-run.sh pack|device" >&2; exit 2 ;;
 esac

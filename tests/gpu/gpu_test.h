@@ -55,4 +55,8 @@ void check_true(const char *what, int ok, const char *detail);
  * attention and LSTM, forward and backward, plus bf16 gemm tolerance. */
 void test_cuda_seq_all(void);
 
+/* test_cuda_staging.c: sum_to, pinned host memory, slot uploads on the copy
+ * stream ordered against compute. */
+void test_cuda_staging_all(void);
+
 #endif

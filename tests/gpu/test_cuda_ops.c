@@ -645,6 +645,7 @@ int main(int argc, char **argv)
     test_bnorm(4, 3, 16, 0);
     test_errors();
     test_cuda_seq_all();
+    test_cuda_staging_all();
     test_nccl();
 
     MUST(G->sync(G));
