@@ -2,13 +2,20 @@
 # GPU benchmark (make bench-gpu; on a lent machine through scripts/gpu-run.sh):
 # training throughput of dltrain and of the same model in PyTorch on the same
 # GPU in the same run, and MFU against the bf16 GEMM peak measured here.
-#   1. peak: torch bf16 8192^3 matmul TFLOP/s (bench/gpu/torch_bench.py peak)
-#   2. dltrain (bf16 precision, synthetic data written by dlprep):
-#      resnet34 on 3x224x224 (BasicBlock stack [3,4,6,3]: the layer set has no
-#      bottleneck block yet, so ResNet-50 itself is not built), BERT-base MLM
-#      at seq 128 (and 512), LSTM LM; samples/s from metrics.jsonl
+#   1. peak: torch bf16 8192^3 matmul TFLOP/s (bench/gpu/torch_bench.py peak),
+#      measured once and used for every MFU below
+#   2. dltrain (train.precision bf16), samples/s from summary.json (steps
+#      after the 5th) and MFU = 3 x flops_per_sample (summary.json: the
+#      model's forward FLOPs) x samples/s / peak:
+#        resnet50-synthetic: configs/resnet50_imagenet.yaml on 256 synthetic
+#          3x224x224 images (two batches, in the page cache: compute bound)
+#        resnet50-hdf5: the same on 4096 images in 4 HDF5 shards with the
+#          ImageNet input pipeline (random resized crop + flip, 8 loader
+#          threads): what a real run on local disk sees
+#        BERT-base MLM at seq 128 and 512, LSTM LM
 #   3. torch: the same shapes, eager fp32, AMP bf16, channels_last (ResNet),
-#      torch.compile when it works
+#      torch.compile when it works; ResNet-50 from HDF5 with h5py + DataLoader
+#      when h5py is importable
 # Writes $OUT/gpu-<date>.md (OUT default bench/results). Environment: DLT_BIN
 # (default bin), DLT_BENCH_STEPS (default 30).
 set -u
@@ -20,39 +27,53 @@ W=$(mktemp -d)
 mkdir -p "$OUT"
 md="$OUT/gpu-$(date +%Y-%m-%d).md"
 PY=${PY:-python3}
+TORCH="env -u LD_LIBRARY_PATH $PY $here/bench/gpu/torch_bench.py" # the machine's own libraries
 
-sps() { # metrics.jsonl -> mean samples/s of the train records after the first (warm-up)
-    $PY -c 'import json,sys
-r=[json.loads(l) for l in open(sys.argv[1]) if "\"train\"" in l]
-v=[x.get("samples_per_s",0) for x in r[1:]] or [0]
-print("%.1f" % (sum(v)/len(v)))' "$1" 2>/dev/null || echo "n/a"
+# summary.json -> "samples/s | MFU" (MFU = 3 x forward FLOPs x samples/s / peak)
+rate() {
+    $PY - "$1" "$PEAK" <<'PY' 2>/dev/null || echo "n/a | n/a"
+import json, sys
+s = json.load(open(sys.argv[1]))
+sps, f = s["samples_per_s"], s.get("flops_per_sample", 0)
+try:
+    pk = float(sys.argv[2])
+except ValueError:
+    pk = 0
+mfu = "%.1f%%" % (100 * 3 * f * sps / (pk * 1e12)) if f and pk else "n/a"
+print("%.1f | %s" % (sps, mfu))
+PY
 }
 
 run_dlt() { # name config overrides...
     name=$1 cfg=$2
     shift 2
     if timeout 240 "$BIN/dltrain" train "$cfg" train.device=cuda train.precision=bf16 \
-        train.max_steps="$STEPS" log.every=5 run_dir="$W/$name" "$@" >"$W/$name.log" 2>&1; then
-        echo "| dltrain | $name | $(sps "$W/$name/metrics.jsonl") |" >>"$md"
+        train.max_steps="$STEPS" log.every=5 log.progress=plain run_dir="$W/$name" "$@" \
+        >"$W/$name.log" 2>&1; then
+        echo "| dltrain | $name | $(rate "$W/$name/summary.json") |" >>"$md"
     else
-        echo "| dltrain | $name | failed: $(tail -n 1 "$W/$name.log" | tr '|' ' ') |" >>"$md"
+        echo "| dltrain | $name | failed: $(tail -n 1 "$W/$name.log" | tr '|' ' ') | |" >>"$md"
     fi
 }
 
+PEAK=$($TORCH peak 2>"$W/peak.err" | tail -n 1)
+[ -n "$PEAK" ] || PEAK="n/a ($(tail -n 1 "$W/peak.err"))"
 {
     echo "# GPU benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "- device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
     echo "- commit: $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "- command: sh bench/gpu/run.sh (steps $STEPS)"
-    echo "- bf16 GEMM peak (8192^3, torch): $($PY "$here/bench/gpu/torch_bench.py" peak 2>&1 | tail -n 1) TFLOP/s"
+    echo "- bf16 GEMM peak (8192^3, torch): $PEAK TFLOP/s"
     echo
-    echo "| framework | model | samples/s |"
-    echo "| --- | --- | --- |"
+    echo "| framework | model | samples/s | MFU |"
+    echo "| --- | --- | --- | --- |"
 } >"$md"
 
 # synthetic data: ImageNet-shaped images, token rows from a generated corpus
-"$BIN/dlprep" synthetic "$W/img" --n 2048 --shape 3,224,224 --classes 1000 --test-n 0 >/dev/null 2>&1
+"$BIN/dlprep" synthetic "$W/img" --n 256 --shape 3,224,224 --classes 1000 --test-n 0 >/dev/null 2>&1
+"$BIN/dlprep" synthetic "$W/imgh5" --n 4096 --shape 3,224,224 --classes 1000 --test-n 0 \
+    --shard-size 1024 --seed 1 >/dev/null 2>&1
 $PY -c 'import random
 r=random.Random(0); w=["w%d"%i for i in range(6000)]
 print("\n".join(" ".join(r.choice(w) for _ in range(600)) for _ in range(400)))' >"$W/corpus.txt"
@@ -60,32 +81,21 @@ for L in 128 512; do
     "$BIN/dlprep" text "$W/tok$L" --corpus "$W/corpus.txt" --layout stream --vocab-size 8000 \
         --seq-len "$L" --test-frac 0.01 >/dev/null 2>&1
 done
-cat >"$W/resnet34.yaml" <<YAML
-data: {train: $W/img/train-*.h5, test: ""}
-model:
-  input: [3, 224, 224]
-  loss: softmax_cross_entropy
-  layers:
-    - {type: conv2d, filters: 64, kernel: 7, stride: 2, padding: 3, bias: false}
-    - {type: batchnorm}
-    - {type: relu}
-    - {type: maxpool, size: 3, stride: 2, padding: 1}
-$(for s in "64 1 3" "128 2 4" "256 2 6" "512 2 3"; do set -- $s; i=0; while [ $i -lt $3 ]; do
-    st=1; [ $i -eq 0 ] && st=$2; echo "    - {type: resblock, filters: $1, stride: $st}"; i=$((i + 1)); done; done)
-    - {type: global_avgpool}
-    - {type: dense, units: 1000}
-train: {epochs: 100, batch_size: 128}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-YAML
-run_dlt resnet34-synthetic-b128 "$W/resnet34.yaml"
+R50="$here/configs/resnet50_imagenet.yaml"
+run_dlt resnet50-synthetic-b128 "$R50" data.train="$W/img/train-*.h5" data.test="" \
+    train.batch_size=128 schedule.warmup_steps=0
+run_dlt resnet50-hdf5-b128 "$R50" data.train="$W/imgh5/train-*.h5" data.test="" \
+    train.batch_size=128 schedule.warmup_steps=0 data.threads=8 data.prefetch=4 \
+    "data.augment.resized_crop=[0.08,1]" data.augment.hflip=0.5
 run_dlt bert-base-mlm-seq128-b64 "$here/configs/bert_base.yaml" data.train="$W/tok128/train-*.h5" data.test="" train.batch_size=64
 run_dlt bert-base-mlm-seq512-b16 "$here/configs/bert_base.yaml" data.train="$W/tok512/train-*.h5" data.test="" train.batch_size=16
 run_dlt lstm-lm-b32 "$here/configs/lstm_lm.yaml" data.train="$W/tok128/train-*.h5" data.test=""
 
-# PyTorch on the same GPU (uses the machine's own libraries)
-env -u LD_LIBRARY_PATH $PY "$here/bench/gpu/torch_bench.py" models >>"$md" 2>"$W/torch.err" ||
-    echo "| torch | failed: $(tail -n 1 "$W/torch.err") | |" >>"$md"
+# PyTorch on the same GPU, MFU against the same peak
+$TORCH models "$PEAK" "$W/imgh5/train-*.h5" >>"$md" 2>"$W/torch.err" ||
+    echo "| torch | failed: $(tail -n 1 "$W/torch.err") | | |" >>"$md"
 echo >>"$md"
-echo "MFU = model FLOPs/s / measured peak; see bench/gpu/torch_bench.py for FLOP counts." >>"$md"
+echo "MFU = 3 x forward FLOPs per sample x samples/s / measured bf16 peak (dltrain: flops_per_sample" >>"$md"
+echo "of summary.json; torch: the same counts, bench/gpu/torch_bench.py)." >>"$md"
 cat "$md"
 rm -rf "$W"

@@ -1,9 +1,13 @@
 """PyTorch side of bench/gpu/run.sh: the bf16 GEMM peak and the reference
-models (ResNet-34 on ImageNet shapes, BERT-base MLM at seq 128/512, a
-2-layer LSTM LM) timed in eager fp32, AMP bf16, channels_last (ResNet) and
-torch.compile (when it works). Prints markdown table rows
-"| torch <mode> | model | samples/s | MFU |".
-Usage: python3 torch_bench.py peak|models"""
+models (torchvision ResNet-50 on ImageNet shapes, BERT-base MLM at seq
+128/512, a 2-layer LSTM LM) timed in eager fp32, AMP bf16, channels_last
+(ResNet) and torch.compile (when it works), plus ResNet-50 fed from the
+benchmark's HDF5 shards (h5py + DataLoader, when h5py is importable).
+Prints markdown table rows "| torch <mode> | model | samples/s | MFU |".
+MFU counts 3 x forward FLOPs per sample (forward + backward), with the
+same forward counts as dltrain's summary.json (ResNet-50: 8.18 GFLOP =
+2 x 4.09 GMAC).
+Usage: python3 torch_bench.py peak | models [PEAK_TFLOPS [HDF5_GLOB]]"""
 import sys, time
 import torch
 import torch.nn as nn
@@ -40,9 +44,63 @@ def train_step(model, make_batch, loss_fn, amp, opt):
     return step
 
 
-def resnet34():
+def resnet50():
     import torchvision
-    return torchvision.models.resnet34(num_classes=1000)
+    return torchvision.models.resnet50(num_classes=1000)
+
+
+R50_FLOPS = 3 * 8.18e9
+
+
+def resnet50_hdf5(pattern, pk, bs=128, steps=20):
+    """AMP bf16 channels_last ResNet-50 reading uint8 shards through a
+    DataLoader (8 workers, pinned), normalised on the GPU, as dltrain's
+    resnet50-hdf5 row (which also crops and flips: a lower bound here)."""
+    import glob
+    import h5py
+    import numpy as np
+
+    files = sorted(glob.glob(pattern))
+
+    class Shards(torch.utils.data.Dataset):
+        def __init__(self):
+            self.idx = [(f, i) for f in files for i in range(len(h5py.File(f, "r")["labels"]))]
+            self.open = {}
+
+        def __len__(self):
+            return len(self.idx)
+
+        def __getitem__(self, k):
+            f, i = self.idx[k]
+            h = self.open.get(f) or self.open.setdefault(f, h5py.File(f, "r"))
+            return torch.from_numpy(np.asarray(h["images"][i])), int(h["labels"][i])
+
+    dl = torch.utils.data.DataLoader(Shards(), batch_size=bs, shuffle=True, num_workers=8,
+                                     pin_memory=True, drop_last=True, persistent_workers=True)
+    m = resnet50().to(dev).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1) * 255
+
+    def batches():
+        while True:
+            for x, y in dl:
+                yield x, y
+
+    it = batches()
+
+    def step():
+        x, y = next(it)
+        x = ((x.to(dev, non_blocking=True).float() - mean) / std).contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = nn.functional.cross_entropy(m(x), y.to(dev, non_blocking=True))
+        loss.backward()
+        opt.step()
+
+    s = timeit(step, steps, 5)
+    mfu = "%.1f%%" % (100 * R50_FLOPS * bs / s / 1e12 / pk) if pk else "n/a"
+    print("| torch AMP bf16 channels_last hdf5 | resnet50-hdf5-b%d | %.1f | %s |" % (bs, bs / s, mfu), flush=True)
 
 
 class Bert(nn.Module):
@@ -73,7 +131,7 @@ def seq_loss(logits, y):
 
 def models(pk):
     cases = [
-        ("resnet34-synthetic-b128", resnet34, lambda: (torch.randn(128, 3, 224, 224, device=dev), torch.randint(0, 1000, (128,), device=dev)), nn.functional.cross_entropy, 128, 3 * 3.6e9),
+        ("resnet50-synthetic-b128", resnet50, lambda: (torch.randn(128, 3, 224, 224, device=dev), torch.randint(0, 1000, (128,), device=dev)), nn.functional.cross_entropy, 128, R50_FLOPS),
         ("bert-base-mlm-seq128-b64", Bert, lambda: (torch.randint(1, 8000, (64, 128), device=dev), torch.randint(0, 8000, (64, 128), device=dev)), seq_loss, 64, 6 * 86e6 * 128),
         ("bert-base-mlm-seq512-b16", Bert, lambda: (torch.randint(1, 8000, (16, 512), device=dev), torch.randint(0, 8000, (16, 512), device=dev)), seq_loss, 16, 6 * 86e6 * 512),
         ("lstm-lm-b32", LSTMLM, lambda: (torch.randint(1, 10000, (32, 35), device=dev), torch.randint(0, 10000, (32, 35), device=dev)), seq_loss, 32, None),
@@ -107,4 +165,14 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["peak"]:
         print("%.0f" % peak())
     else:
-        models(peak())
+        try:
+            pk = float(sys.argv[2])
+        except (IndexError, ValueError):  # not given or not measured: measure here
+            pk = peak()
+        models(pk)
+        if len(sys.argv) > 3:
+            try:
+                resnet50_hdf5(sys.argv[3], pk)
+            except Exception as e:  # no h5py, or no shards: say so in the table
+                print("| torch AMP bf16 channels_last hdf5 | resnet50-hdf5-b128 | failed: %s | |"
+                      % str(e).splitlines()[0][:80], flush=True)
