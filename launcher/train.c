@@ -58,7 +58,6 @@ typedef struct {
     int max_local;
     int64_t sample_numel;
     dlt_staging stg;
-    float *grad_host;   /* gradient arena staging when the backend is not host memory */
 
     FILE *jsonl;        /* rank 0 only */
     dlt_dist *dist;     /* bucketed gradient reduction (launcher/dist.c) */
@@ -252,9 +251,6 @@ static dlt_status build_model(trainer *t)
     dlt_model_params(t->model, &n_params);
     dlt_backend *be = t->be;
     DLT_CHECK(dlt_staging_init(&t->stg, be, t->max_local, t->sample_numel, t->label_numel, data_next, t));
-    t->grad_host = malloc(n_params * sizeof(float));
-    if (!t->grad_host)
-        return DLT_ERR(DLT_ERR_NOMEM, "out of host memory for batch buffers");
 
     dlt_optim *o = &t->opt;
     memset(o, 0, sizeof *o);
@@ -668,7 +664,6 @@ int dlt_cmd_train(int argc, char **argv)
     dlt_text_free(t.text);
     dlt_freeze_free(t.freeze);
     dlt_staging_free(&t.stg);
-    free(t.grad_host);
     t.be->destroy(t.be);
     dlt_comm_free(t.comm);
     return 0;
