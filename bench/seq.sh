@@ -159,7 +159,7 @@ if float(load[0].split()[0]) > 0.5 or float(load[-1].split()[0]) > threads + 0.5
                  % (load[0].split()[0], load[-1].split()[0], os.cpu_count()))
 L = ["# dltrain sequence-model benchmark (CPU), %s" % date, "",
      "- machine: %s, %d cores (`lscpu`, `nproc`); one process with %d thread%s (OpenMP + "
-     "OpenBLAS for dltrain, torch.set_num_threads for PyTorch)"
+     "OpenBLAS for dltrain, torch.set_num_threads and OPENBLAS_NUM_THREADS for PyTorch)"
      % (cpu, os.cpu_count(), threads, "s" if threads > 1 else ""),
      "- commit: %s" % commit,
      "- load average (1, 5, 15 min) before the run: %s; after: %s" % (load[0], load[-1]),
