@@ -84,7 +84,9 @@ for cfg in $CONFIGS; do
             "$dir/summary.json") || die "no threads in $dir/summary.json"
         [ "$threads" -ge 1 ] || threads=1
         echo "bench: pytorch $name, world $np, $threads thread(s) per rank"
-        run "$PY" bench/torch_ref.py "$cfg" --steps "$steps" --world "$np" --threads "$threads" \
+        # Debian's torch calls OpenBLAS, which ignores torch.set_num_threads
+        run env OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
+            "$PY" bench/torch_ref.py "$cfg" --steps "$steps" --world "$np" --threads "$threads" \
             > "$WORK/$name-np$np.torch.json" 2> "$WORK/$name-np$np.torch.log" ||
             { tail -n 20 "$WORK/$name-np$np.torch.log" >&2; die "torch_ref failed on $cfg"; }
         echo "$name $np $steps $dir/summary.json $WORK/$name-np$np.torch.json" >> "$WORK/runs.txt"

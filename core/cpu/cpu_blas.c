@@ -122,6 +122,14 @@ dlt_status dlt_cpu_bias_add(dlt_backend *be, int n, int c, int hw, const float *
 {
     if (n < 0 || c < 0 || hw < 0) return DLT_ERR(DLT_ERR_INVALID, "bias_add: negative size");
     const long rows = (long)n * c;
+    if (hw == 1) { /* dense layers: add the bias row to each sample, vectorised along c */
+        for (int s = 0; s < n; s++) {
+            float *restrict ys = y + (size_t)s * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) ys[j] += b[j];
+        }
+        return DLT_OK;
+    }
 #pragma omp parallel for if (dlt_cpu_par(rows * hw)) schedule(static)
     for (long r = 0; r < rows; r++) {
         float *restrict yr = y + (size_t)r * hw;
@@ -136,6 +144,24 @@ dlt_status dlt_cpu_bias_add(dlt_backend *be, int n, int c, int hw, const float *
 dlt_status dlt_cpu_bias_grad(dlt_backend *be, int n, int c, int hw, const float *dy, float *db)
 {
     if (n < 0 || c < 0 || hw < 0) return DLT_ERR(DLT_ERR_INVALID, "bias_grad: negative size");
+    if (hw == 1) {
+        /* Dense layers: walk dy row by row (contiguous) with a block of
+         * double accumulators; each channel still sums its samples in order,
+         * so the result is bitwise that of the general loop below. */
+        enum { BLOCK = 512 };
+        double acc[BLOCK];
+        for (int j0 = 0; j0 < c; j0 += BLOCK) {
+            const int m = c - j0 < BLOCK ? c - j0 : BLOCK;
+            for (int j = 0; j < m; j++) acc[j] = 0.0;
+            for (int s = 0; s < n; s++) {
+                const float *restrict d = dy + (size_t)s * c + j0;
+#pragma omp simd
+                for (int j = 0; j < m; j++) acc[j] += d[j];
+            }
+            for (int j = 0; j < m; j++) db[j0 + j] += (float)acc[j];
+        }
+        return DLT_OK;
+    }
 #pragma omp parallel for if (dlt_cpu_par((long)n * c * hw) && c > 1) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         double acc = 0.0;
