@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "core/cpu/cpu_math.h"
 #include "core/cpu/cpu_ops.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -37,9 +38,9 @@ dlt_status dlt_cpu_act_fwd(dlt_backend *be, dlt_act act, size_t n, const float *
         for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
         return DLT_OK;
     case DLT_ACT_GELU:
-#pragma omp parallel for if (par) schedule(static)
+#pragma omp parallel for simd if (par) schedule(static)
         for (size_t i = 0; i < n; i++)
-            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+            y[i] = 0.5f * x[i] * (1.0f + dlt_cpu_erff(x[i] * (float)M_SQRT1_2));
         return DLT_OK;
     }
     return DLT_ERR(DLT_ERR_INVALID, "act_fwd: unknown activation %d", (int)act);
@@ -68,11 +69,11 @@ dlt_status dlt_cpu_act_bwd(dlt_backend *be, dlt_act act, size_t n, const float *
     case DLT_ACT_GELU: {
         /* d/dx x Phi(x) = Phi(x) + x phi(x) */
         const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for if (par) schedule(static)
+#pragma omp parallel for simd if (par) schedule(static)
         for (size_t i = 0; i < n; i++) {
             const float v = xs[i];
-            const float cdf = 0.5f * (1.0f + erff(v * (float)M_SQRT1_2));
-            const float pdf = inv_sqrt_2pi * expf(-0.5f * v * v);
+            const float cdf = 0.5f * (1.0f + dlt_cpu_erff(v * (float)M_SQRT1_2));
+            const float pdf = inv_sqrt_2pi * dlt_cpu_expf(-0.5f * v * v);
             o[i] += ds[i] * (cdf + v * pdf);
         }
         return DLT_OK;

@@ -42,4 +42,20 @@ static inline float dlt_cpu_sigmoidf(float x) { return 1.0f / (1.0f + dlt_cpu_ex
 /* tanh(x) = 1 - 2 / (e^{2x} + 1): absolute error ~1e-7 near 0. */
 static inline float dlt_cpu_tanhf(float x) { return 1.0f - 2.0f / (dlt_cpu_expf(2.0f * x) + 1.0f); }
 
+/* erf(x) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7, about
+ * float rounding), vectorisable unlike glibc's erff, which was ~20% of a
+ * BERT step through GELU. */
+static inline float dlt_cpu_erff(float x)
+{
+    const float a = x < 0.0f ? -x : x;
+    const float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    const float e = 1.0f - p * t * dlt_cpu_expf(-a * a);
+    return x < 0.0f ? -e : e;
+}
+
 #endif
