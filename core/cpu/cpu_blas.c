@@ -102,17 +102,19 @@ dlt_status dlt_cpu_sumsq(dlt_backend *be, size_t n, const float *x, double *out_
         *out_host = block_sumsq(x, n);
         return DLT_OK;
     }
-    double stackbuf[64];
-    double *part = nb <= 64 ? stackbuf : malloc(nb * sizeof *part);
-    if (!part) return DLT_ERR(DLT_ERR_NOMEM, "sumsq: out of memory for %zu partial sums", nb);
-#pragma omp parallel for if (dlt_cpu_par(n)) schedule(static)
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo = b * SUMSQ_BLOCK, len = n - lo < SUMSQ_BLOCK ? n - lo : SUMSQ_BLOCK;
-        part[b] = block_sumsq(x + lo, len);
+    /* blocks in groups of 64: partial sums on the stack (no allocation in
+     * the step), added in block order whatever the thread count */
+    enum { GROUP = 64 };
+    double part[GROUP], s = 0.0;
+    for (size_t g0 = 0; g0 < nb; g0 += GROUP) {
+        const size_t m = nb - g0 < GROUP ? nb - g0 : GROUP;
+#pragma omp parallel for if (dlt_cpu_par(m * SUMSQ_BLOCK)) schedule(static)
+        for (size_t b = 0; b < m; b++) {
+            size_t lo = (g0 + b) * SUMSQ_BLOCK, len = n - lo < SUMSQ_BLOCK ? n - lo : SUMSQ_BLOCK;
+            part[b] = block_sumsq(x + lo, len);
+        }
+        for (size_t b = 0; b < m; b++) s += part[b];
     }
-    double s = 0.0;
-    for (size_t b = 0; b < nb; b++) s += part[b];
-    if (part != stackbuf) free(part);
     *out_host = s;
     return DLT_OK;
 }
