@@ -36,6 +36,11 @@ typedef struct {
  * number written. */
 dlt_status dlt_prep_write_split(const dlt_prep_out *out, const dlt_prep_split *s, int *n_shards);
 
+/* HDF5 attributes of an open file or dataset (hid_t obj); return 1 on success.
+ * dlt_prep_str_attr writes variable-length UTF-8 string(s): a scalar if n < 0. */
+int dlt_prep_str_attr(int64_t obj, const char *name, const char *const *v, int n);
+int dlt_prep_i64_attr(int64_t obj, const char *name, int64_t v);
+
 /* `dlprep fashion-mnist`: reads the four IDX .gz files of srcdir. */
 dlt_status dlt_prep_fashion_mnist(const dlt_prep_out *out, const char *srcdir);
 

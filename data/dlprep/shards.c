@@ -47,8 +47,7 @@ static dlt_status make_dirs(const char *dir)
     return DLT_OK;
 }
 
-/* Writes string(s) as a variable-length UTF-8 attribute: scalar if n < 0. */
-static int write_str_attr(hid_t f, const char *name, const char *const *v, int n)
+int dlt_prep_str_attr(hid_t f, const char *name, const char *const *v, int n)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     int ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
@@ -62,7 +61,7 @@ static int write_str_attr(hid_t f, const char *name, const char *const *v, int n
     return ok;
 }
 
-static int write_i64_attr(hid_t f, const char *name, int64_t v)
+int dlt_prep_i64_attr(hid_t f, const char *name, int64_t v)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = sp >= 0 ? H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
@@ -102,10 +101,10 @@ static dlt_status write_shard(const char *path, const dlt_prep_split *s, int64_t
     if (sp >= 0) H5Sclose(sp);
 
     const char *fmt = DLT_IMAGES_FORMAT;
-    ok = ok && write_str_attr(f, "format", &fmt, -1) &&
-         write_i64_attr(f, "version", DLT_IMAGES_VERSION) &&
-         write_str_attr(f, "class_names", s->class_names, s->n_classes) &&
-         write_str_attr(f, "source", &s->source, -1);
+    ok = ok && dlt_prep_str_attr(f, "format", &fmt, -1) &&
+         dlt_prep_i64_attr(f, "version", DLT_IMAGES_VERSION) &&
+         dlt_prep_str_attr(f, "class_names", s->class_names, s->n_classes) &&
+         dlt_prep_str_attr(f, "source", &s->source, -1);
     if (H5Fclose(f) < 0) ok = 0;
     if (!ok) return DLT_ERR(DLT_ERR_IO, "%s: writing the shard failed (disk full?)", path);
     return DLT_OK;

@@ -118,30 +118,6 @@ static dlt_status read_lines(corpus *c, const char *path, int max_units)
 
 /* ---------------------------------------------------------------- shards */
 
-static int str_attr(hid_t f, const char *name, const char *const *v, int n)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    int ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
-    hsize_t d = (hsize_t)(n < 0 ? 1 : n);
-    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &d, NULL);
-    hid_t a = ok && sp >= 0 ? H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    ok = a >= 0 && H5Awrite(a, t, v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    if (t >= 0) H5Tclose(t);
-    return ok;
-}
-
-static int i64_attr(hid_t obj, const char *name, int64_t v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = sp >= 0 ? H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    return ok;
-}
-
 typedef struct {
     const char *outdir, *layout, *source;
     int L, vocab_size;
@@ -161,7 +137,7 @@ static dlt_status write_one(const shard_cfg *sc, const char *path, const int32_t
     int ok = sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 2, chunk) >= 0;
     hid_t d = ok ? H5Dcreate2(f, "tokens", H5T_STD_I32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
     ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok) >= 0 &&
-         i64_attr(d, "vocab_size", sc->vocab_size);
+         dlt_prep_i64_attr(d, "vocab_size", sc->vocab_size);
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
@@ -169,13 +145,13 @@ static dlt_status write_one(const shard_cfg *sc, const char *path, const int32_t
         sp = H5Screate_simple(1, dims, NULL);
         d = sp >= 0 ? H5Dcreate2(f, "labels", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
         ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels) >= 0 &&
-             str_attr(f, "class_names", sc->class_names, sc->n_classes);
+             dlt_prep_str_attr(f, "class_names", sc->class_names, sc->n_classes);
         if (d >= 0) H5Dclose(d);
         if (sp >= 0) H5Sclose(sp);
     }
     const char *fmt = "dltrain-tokens", *voc = "vocab.txt";
-    ok = ok && str_attr(f, "format", &fmt, -1) && i64_attr(f, "version", 1) && i64_attr(f, "vocab_size", sc->vocab_size) &&
-         str_attr(f, "layout", &sc->layout, -1) && str_attr(f, "vocab", &voc, -1) && str_attr(f, "source", &sc->source, -1);
+    ok = ok && dlt_prep_str_attr(f, "format", &fmt, -1) && dlt_prep_i64_attr(f, "version", 1) && dlt_prep_i64_attr(f, "vocab_size", sc->vocab_size) &&
+         dlt_prep_str_attr(f, "layout", &sc->layout, -1) && dlt_prep_str_attr(f, "vocab", &voc, -1) && dlt_prep_str_attr(f, "source", &sc->source, -1);
     if (H5Fclose(f) < 0) ok = 0;
     return ok ? DLT_OK : DLT_ERR(DLT_ERR_IO, "%s: writing the shard failed (disk full?)", path);
 }
