@@ -15,7 +15,8 @@ dataset-fashion-mnist wordnet-base
 python3 python3-torch python3-h5py python3-numpy
 slurm-wlm munge
 protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-python3-matplotlib python3-venv python3-pip"
+python3-matplotlib python3-venv python3-pip python3-yaml
+procps"
 
 missing=""
 for p in $PKGS; do
