@@ -215,7 +215,7 @@ dlt_status dlt_loader_init(dlt_dataset_t ds, const dlt_loader_cfg *cfg, dlt_load
         for (int p = 0; p < 256; p++) l->lut[ch * 256 + p] = ((float)p / 255.0f - l->mean[ch]) / l->std[ch];
     }
     if (cfg->prefetch > 0) {
-        dlt_status st = dlt_prefetch_init(cfg->prefetch, threads, cap * l->sample_elems, cap, produce,
+        dlt_status st = dlt_prefetch_init(cfg->host_mem, cfg->prefetch, threads, cap * l->sample_elems, cap, produce,
                                           l, &l->pf);
         if (st != DLT_OK) {
             dlt_loader_free(l);

@@ -40,6 +40,7 @@ typedef struct {
 } worker_arg;
 
 struct dlt_prefetch {
+    dlt_backend *mem;        /* host allocator of the batch buffers; NULL: malloc */
     int depth, threads;
     dlt_batch *b;            /* (depth) */
     dlt_produce_fn produce;
@@ -94,8 +95,26 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Batch buffers come from the backend's host allocator when one is given
+ * (page-locked memory on CUDA), else from malloc. */
+static void *buf_alloc(dlt_backend *be, size_t bytes)
+{
+    void *ptr = NULL;
+    if (be && be->host_alloc) return be->host_alloc(be, bytes, &ptr) == DLT_OK ? ptr : NULL;
+    return malloc(bytes);
+}
+
+static void buf_free(dlt_backend *be, void *ptr)
+{
+    if (!ptr) return;
+    if (be && be->host_free)
+        be->host_free(be, ptr);
+    else
+        free(ptr);
+}
+
 /* Contract (prefetch.h). */
-dlt_status dlt_prefetch_init(int depth, int threads, size_t x_elems, size_t y_elems,
+dlt_status dlt_prefetch_init(dlt_backend *mem, int depth, int threads, size_t x_elems, size_t y_elems,
                              dlt_produce_fn produce, void *ctx, dlt_prefetch **out)
 {
     *out = NULL;
@@ -104,6 +123,7 @@ dlt_status dlt_prefetch_init(int depth, int threads, size_t x_elems, size_t y_el
                        depth, threads);
     dlt_prefetch *p = calloc(1, sizeof *p);
     if (!p) return DLT_ERR(DLT_ERR_NOMEM, "out of memory for the prefetch queue");
+    p->mem = mem;
     p->depth = depth;
     p->threads = threads;
     p->produce = produce;
@@ -118,8 +138,8 @@ dlt_status dlt_prefetch_init(int depth, int threads, size_t x_elems, size_t y_el
     p->args = calloc((size_t)threads, sizeof *p->args);
     int ok = p->b && p->tid && p->args;
     for (int i = 0; ok && i < depth; i++) {
-        p->b[i].x = malloc((x_elems ? x_elems : 1) * sizeof(float));
-        p->b[i].y = malloc((y_elems ? y_elems : 1) * sizeof(int32_t));
+        p->b[i].x = buf_alloc(mem, (x_elems ? x_elems : 1) * sizeof(float));
+        p->b[i].y = buf_alloc(mem, (y_elems ? y_elems : 1) * sizeof(int32_t));
         ok = p->b[i].x && p->b[i].y;
         /* touch the pages now: first-touch faults belong to init, not to the
          * first `depth` steps */
@@ -151,8 +171,8 @@ void dlt_prefetch_free(dlt_prefetch *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->started; i++) pthread_join(p->tid[i], NULL);
     for (int i = 0; p->b && i < p->depth; i++) {
-        free(p->b[i].x);
-        free(p->b[i].y);
+        buf_free(p->mem, p->b[i].x);
+        buf_free(p->mem, p->b[i].y);
     }
     free(p->b);
     free(p->tid);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/backend.h"
 #include "core/status.h"
 
 typedef struct {
@@ -32,9 +33,10 @@ typedef dlt_status (*dlt_produce_fn)(void *ctx, int worker, int64_t step, dlt_ba
 
 typedef struct dlt_prefetch dlt_prefetch;
 
-/* Allocates depth batches of x_elems floats and y_elems labels and starts
- * the threads (idle until dlt_prefetch_restart). */
-dlt_status dlt_prefetch_init(int depth, int threads, size_t x_elems, size_t y_elems,
+/* Allocates depth batches of x_elems floats and y_elems labels (with mem's
+ * host_alloc if mem is not NULL, else malloc) and starts the threads (idle
+ * until dlt_prefetch_restart). */
+dlt_status dlt_prefetch_init(dlt_backend *mem, int depth, int threads, size_t x_elems, size_t y_elems,
                              dlt_produce_fn produce, void *ctx, dlt_prefetch **out);
 /* Stops and joins the threads, frees the buffers; NULL is a no-op. */
 void dlt_prefetch_free(dlt_prefetch *p);

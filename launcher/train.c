@@ -173,7 +173,7 @@ static dlt_status open_data(trainer *t)
         .global_batch = c->batch_size, .rank = t->rank, .world = t->world, .seed = c->seed,
         .shuffle = 1, .drop_last = !strcmp(c->last_batch, "drop"), .channels = ch, .mean = mean,
         .std = std, .pad_last = !strcmp(c->last_batch, "pad"), .shuffle_block = c->shuffle_block,
-        .prefetch = c->prefetch, .threads = c->data_threads, .augment = &aug,
+        .prefetch = c->prefetch, .threads = c->data_threads, .augment = &aug, .host_mem = t->be,
     };
     DLT_CHECK(dlt_loader_init(t->train_ds, &lc, &t->train_ld));
     if (dlt_loader_steps(t->train_ld) == 0)
