@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "comm/comm.h"
+#include "tests/unit/testutil.h"
 #include "core/status.h"
 
 static dlt_comm_t open_comm(void)
@@ -188,19 +189,5 @@ static Suite *comm_suite(void)
 
 int main(int argc, char **argv)
 {
-    int provided = 0;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-
-    SRunner *sr = srunner_create(comm_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-
-    int total = 0;
-    MPI_Allreduce(&failed, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return total != 0;
+    return tu_run_mpi(&argc, &argv, MPI_THREAD_FUNNELED, comm_suite());
 }

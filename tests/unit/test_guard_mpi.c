@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "tests/unit/testutil.h"
 #include "comm/comm_internal.h"
 #include "comm/guard.h"
 #include "core/status.h"
@@ -118,17 +119,5 @@ static Suite *guard_suite(void)
 
 int main(int argc, char **argv)
 {
-    int provided = 0;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    SRunner *sr = srunner_create(guard_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    int total = 0;
-    MPI_Allreduce(&failed, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return total != 0;
+    return tu_run_mpi(&argc, &argv, MPI_THREAD_FUNNELED, guard_suite());
 }

@@ -121,31 +121,15 @@ static double objective(gc_state *g)
     return f;
 }
 
-/* Checks analytic against numeric d f / d t for the elements of the backend
- * tensor t (n floats, analytic gradient ga on the host). */
+static double objective_fn(void *g) { return objective(g); }
+
+/* Analytic against numeric d f / d t for (a sample of) the backend tensor t. */
 static void check_tensor(gc_state *g, float *t, size_t n, const float *ga, float eps,
                          const char *what)
 {
-    float *h = dl(t, n);
-    dlt_rng r = dlt_rng_make(n);
-    size_t count = n < 200 ? n : 200;
-    double worst = 0.0;
-    for (size_t c = 0; c < count; c++) {
-        size_t i = n < 200 ? c : (size_t)dlt_rng_below(&r, n);
-        float v = h[i], vp = v + eps, vm = v - eps;
-        up(t + i, &vp, 1);
-        double fp = objective(g);
-        up(t + i, &vm, 1);
-        double fm = objective(g);
-        up(t + i, &v, 1);
-        double num = (fp - fm) / ((double)vp - (double)vm);
-        double err = fabs(num - ga[i]) / fmax(0.05, fabs(num));
-        if (err > worst) worst = err;
-        ck_assert_msg(err < 2e-2, "%s %s[%zu]: analytic %.6g numeric %.6g", g->l->ops->type,
-                      what, i, (double)ga[i], num);
-    }
-    ck_assert(worst < 2e-2);
-    free(h);
+    char label[128];
+    snprintf(label, sizeof label, "%s %s", g->l->ops->type, what);
+    tu_fd_check(be, objective_fn, g, t, n, ga, eps, 200, n, label);
 }
 
 static void grad_check(const gc_case *c)

@@ -110,26 +110,15 @@ static double objective(gc_state *g)
     return f;
 }
 
+static double objective_fn(void *g) { return objective(g); }
+
+/* Analytic against numeric d f / d t for (a sample of) the backend tensor t. */
 static void check_tensor(gc_state *g, float *t, size_t n, const float *ga, float eps,
                          const char *what)
 {
-    float *h = dl(t, n);
-    dlt_rng r = dlt_rng_make(n + 17);
-    size_t count = n < 120 ? n : 120;
-    for (size_t c = 0; c < count; c++) {
-        size_t i = n < 120 ? c : (size_t)dlt_rng_below(&r, n);
-        float v = h[i], vp = v + eps, vm = v - eps;
-        up(t + i, &vp, sizeof vp);
-        double fp = objective(g);
-        up(t + i, &vm, sizeof vm);
-        double fm = objective(g);
-        up(t + i, &v, sizeof v);
-        double num = (fp - fm) / ((double)vp - (double)vm);
-        double err = fabs(num - ga[i]) / fmax(0.05, fabs(num));
-        ck_assert_msg(err < 2e-2, "%s %s %s[%zu]: analytic %.6g numeric %.6g",
-                      g->l->ops->type, g->l->spec->name, what, i, (double)ga[i], num);
-    }
-    free(h);
+    char label[160];
+    snprintf(label, sizeof label, "%s %s %s", g->l->ops->type, g->l->spec->name, what);
+    tu_fd_check(be, objective_fn, g, t, n, ga, eps, 120, n + 17, label);
 }
 
 static void grad_check(const sq_case *c)

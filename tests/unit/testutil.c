@@ -4,9 +4,11 @@
 #include <check.h>
 #include <hdf5.h>
 #include <math.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/backend.h"
 #include "core/rng.h"
 
 const char *tu_ref_path(const char *name, char *buf, size_t len)
@@ -77,4 +79,42 @@ void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
 {
     dlt_rng r = dlt_rng_make(seed);
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)dlt_rng_uniform(&r);
+}
+
+void tu_fd_check(dlt_backend *be, tu_objective_fn f, void *user, float *t, size_t n,
+                 const float *ga, float eps, size_t max_count, uint64_t seed, const char *what)
+{
+    float *h = malloc(n * sizeof *h + 1);
+    ck_assert(h != NULL);
+    ck_assert_int_eq(be->download(be, h, t, n * sizeof *h), DLT_OK);
+    dlt_rng r = dlt_rng_make(seed);
+    size_t count = n < max_count ? n : max_count;
+    for (size_t c = 0; c < count; c++) {
+        size_t i = n <= max_count ? c : (size_t)dlt_rng_below(&r, n);
+        float v = h[i], vp = v + eps, vm = v - eps;
+        ck_assert_int_eq(be->upload(be, t + i, &vp, sizeof vp), DLT_OK);
+        double fp = f(user);
+        ck_assert_int_eq(be->upload(be, t + i, &vm, sizeof vm), DLT_OK);
+        double fm = f(user);
+        ck_assert_int_eq(be->upload(be, t + i, &v, sizeof v), DLT_OK);
+        double num = (fp - fm) / ((double)vp - (double)vm);
+        double err = fabs(num - ga[i]) / fmax(0.05, fabs(num));
+        ck_assert_msg(err < 2e-2, "%s[%zu]: analytic %.6g numeric %.6g", what, i, (double)ga[i], num);
+    }
+    free(h);
+}
+
+int tu_run_mpi(int *argc, char ***argv, int thread_level, Suite *s)
+{
+    int provided = 0, rank = 0;
+    MPI_Init_thread(argc, argv, thread_level, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
+    int failed = srunner_ntests_failed(sr), total = 0;
+    srunner_free(sr);
+    MPI_Allreduce(&failed, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return total != 0;
 }

@@ -24,4 +24,21 @@ double tu_max_rel_err(const float *a, const float *b, size_t n);
 /* Fills x with U(lo, hi) from a seeded generator. */
 void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 
+/* Finite-difference check of an objective f(user) against the analytic
+ * gradient ga (host, n floats) of the backend tensor t (n floats): central
+ * differences with step eps at every element when n <= max_count, else at
+ * max_count elements drawn with `seed`; asserts
+ * |numeric - analytic| / max(0.05, |numeric|) < 2e-2, naming `what`. t is
+ * restored after each element. */
+typedef double (*tu_objective_fn)(void *user);
+struct dlt_backend;
+void tu_fd_check(struct dlt_backend *be, tu_objective_fn f, void *user, float *t, size_t n,
+                 const float *ga, float eps, size_t max_count, uint64_t seed, const char *what);
+
+/* Runs suite s on every MPI rank the Check-under-MPI way: MPI_Init_thread at
+ * `thread_level`, no fork, output from rank 0 only, and the failure count
+ * summed over ranks so all exit alike. Finalises MPI; returns main's code. */
+struct Suite;
+int tu_run_mpi(int *argc, char ***argv, int thread_level, struct Suite *s);
+
 #endif
