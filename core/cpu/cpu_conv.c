@@ -273,17 +273,41 @@ size_t dlt_cpu_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g)
     return ((size_t)nb * P * (crs + (size_t)g->k) + pad_floats(g, nb)) * sizeof(float);
 }
 
+/* Sizes and workspace slices shared by the three convolution ops: chunks of
+ * nb samples, P output pixels, crs = c r s patch length; col (crs, nb P),
+ * tmp (K, nb P) and the padding buffer are slices of ws. */
+typedef struct {
+    int K, crs, nb;
+    size_t P, in, out;
+    float *col, *tmp, *pbuf;
+} conv_plan;
+
+static dlt_status conv_plan_make(const dlt_conv_geom *g, void *ws, const char *op, conv_plan *p)
+{
+    DLT_CHECK(check_geom(g, op));
+    if (g->n > 0 && !ws) return DLT_ERR(DLT_ERR_INVALID, "%s: NULL workspace", op);
+    p->K = g->k;
+    p->crs = g->c * g->r * g->s;
+    p->nb = call_chunk(g);
+    p->P = (size_t)g->oh * g->ow;
+    p->in = (size_t)g->c * g->h * g->w;
+    p->out = (size_t)p->K * p->P;
+    p->col = ws;
+    p->tmp = p->col ? p->col + (size_t)p->nb * p->P * p->crs : NULL;
+    p->pbuf = p->tmp ? p->tmp + (size_t)p->nb * p->P * p->K : NULL;
+    return DLT_OK;
+}
+
 /* y (n, k, oh, ow) = conv(x (n, c, h, w), w (k, c, r, s)); ws from
  * conv2d_workspace for a geometry with at least g->n samples. */
 dlt_status dlt_cpu_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const float *x,
                               const float *w, float *y, void *ws)
 {
-    DLT_CHECK(check_geom(g, "conv2d_fwd"));
-    if (g->n == 0) return DLT_OK;
-    if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_fwd: NULL workspace");
-    const int K = g->k, crs = g->c * g->r * g->s, nb = call_chunk(g);
-    const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
-    float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
+    conv_plan p;
+    DLT_CHECK(conv_plan_make(g, ws, "conv2d_fwd", &p));
+    const int K = p.K, crs = p.crs, nb = p.nb;
+    const size_t P = p.P, in = p.in, out = p.out;
+    float *col = p.col, *tmp = p.tmp, *pbuf = p.pbuf;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
         const int m = g->n - n0 < nb ? g->n - n0 : nb;
         const int ncol = (int)(m * P);
@@ -301,12 +325,11 @@ dlt_status dlt_cpu_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const flo
 dlt_status dlt_cpu_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, const float *dy,
                                    const float *w, float *dx, void *ws)
 {
-    DLT_CHECK(check_geom(g, "conv2d_bwd_data"));
-    if (g->n == 0) return DLT_OK;
-    if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_bwd_data: NULL workspace");
-    const int K = g->k, crs = g->c * g->r * g->s, nb = call_chunk(g);
-    const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
-    float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
+    conv_plan p;
+    DLT_CHECK(conv_plan_make(g, ws, "conv2d_bwd_data", &p));
+    const int K = p.K, crs = p.crs, nb = p.nb;
+    const size_t P = p.P, in = p.in, out = p.out;
+    float *col = p.col, *tmp = p.tmp, *pbuf = p.pbuf;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
         const int m = g->n - n0 < nb ? g->n - n0 : nb;
         const int ncol = (int)(m * P);
@@ -326,12 +349,11 @@ dlt_status dlt_cpu_conv2d_bwd_data(dlt_backend *be, const dlt_conv_geom *g, cons
 dlt_status dlt_cpu_conv2d_bwd_filter(dlt_backend *be, const dlt_conv_geom *g, const float *x,
                                      const float *dy, float *dw, void *ws)
 {
-    DLT_CHECK(check_geom(g, "conv2d_bwd_filter"));
-    if (g->n == 0) return DLT_OK;
-    if (!ws) return DLT_ERR(DLT_ERR_INVALID, "conv2d_bwd_filter: NULL workspace");
-    const int K = g->k, crs = g->c * g->r * g->s, nb = call_chunk(g);
-    const size_t P = (size_t)g->oh * g->ow, in = (size_t)g->c * g->h * g->w, out = K * P;
-    float *col = ws, *tmp = col + (size_t)nb * P * crs, *pbuf = tmp + (size_t)nb * P * K;
+    conv_plan p;
+    DLT_CHECK(conv_plan_make(g, ws, "conv2d_bwd_filter", &p));
+    const int K = p.K, crs = p.crs, nb = p.nb;
+    const size_t P = p.P, in = p.in, out = p.out;
+    float *col = p.col, *tmp = p.tmp, *pbuf = p.pbuf;
     for (int n0 = 0; n0 < g->n; n0 += nb) {
         const int m = g->n - n0 < nb ? g->n - n0 : nb;
         const int ncol = (int)(m * P);
