@@ -105,7 +105,10 @@ static _Noreturn void die(trainer *t, const char *what)
     do {                                                                       \
         if ((call) != DLT_OK) {                                                \
             char msg_[1200];                                                   \
-            snprintf(msg_, sizeof msg_, "rank %d: %s", (t)->rank, dlt_last_error()); \
+            if ((t)->world > 1) /* a world of one names no rank */      \
+                snprintf(msg_, sizeof msg_, "rank %d: %s", (t)->rank, dlt_last_error()); \
+            else                                                       \
+                snprintf(msg_, sizeof msg_, "%s", dlt_last_error());   \
             die((t), msg_);                                                    \
         }                                                                      \
     } while (0)
