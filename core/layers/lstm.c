@@ -8,8 +8,8 @@
  * stateful: true carries the final (h, c) of each layer from one batch to
  * the next (truncated BPTT for language models over contiguous text): the
  * state is persistent (checkpointed) layer state, copied into the step's
- * initial (h0, c0) at the start of forward and replaced by the final states
- * at its end, so backward still sees the step's own h0/c0 and no gradient
+ * initial (h0, c0) at the start of forward and overwritten by the op's
+ * final states (lstm_fwd's h_last, c_last), so backward still sees the step's own h0/c0 and no gradient
  * crosses batches (the carried state is detached). Sample i of a batch
  * continues sample i of the previous one; dlt_model_reset_state() (via
  * dlt_layer_reset_state) zeroes the state, which the trainer does at each
@@ -24,8 +24,8 @@
  * weight and reserve space on CUDA), so its size is asked of the backend at
  * setup for the largest batch, per layer (the first one's input width
  * differs), and so is the op's scratch, which sits in the shared workspace
- * after backward's two (n, len, h) gradient buffers. A smaller batch (the
- * last of an epoch) is checked against those plans. */
+ * after backward's two (n, len, h) gradient buffers. Every call is checked
+ * against those plans (a smaller last batch, a precision changed later). */
 #include <stdlib.h>
 
 #include "core/layers/seq_internal.h"
@@ -155,12 +155,12 @@ static float *carried(const lstm_priv *p, int k, int which)
     return p->state + ((size_t)k * 2 + (size_t)which) * (size_t)p->max_n * p->h;
 }
 
-/* A batch of n < max_n must fit the regions planned for max_n (the
- * backend promises sizes non-decreasing in n; this keeps a broken promise
- * from overrunning the buffers). */
+/* This call's sizes must fit the regions planned at setup: a batch n <
+ * max_n (the backend promises sizes non-decreasing in n) or a GEMM precision
+ * changed after build (cuDNN's sizes may follow the math type). A host-side
+ * query; this keeps a broken promise from overrunning the buffers. */
 static dlt_status sizes_fit(dlt_layer *l, const lstm_priv *p, int k, int n)
 {
-    if (n == p->max_n) return DLT_OK;
     size_t saved, ws;
     DLT_CHECK(l->be->lstm_sizes(l->be, n, p->len, din_of(p, k), p->h, &saved, &ws));
     if (saved > p->saved_cap[k] || ws > p->ws_cap)
