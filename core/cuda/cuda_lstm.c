@@ -136,10 +136,10 @@ static dlt_status set_data(lstm_entry *e, const int *lens, cudaStream_t st)
                                           CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED, e->len, e->n,
                                           e->h, lens, NULL));
     CUDA_CHECK(cudaMalloc((void **)&e->seq, (size_t)e->n * sizeof(int32_t)));
-    /* pageable source: the copy is staged before the call returns */
+    /* pageable source: CUDA stages it before the call returns, so lens may
+     * be freed at once (as backend upload relies on) */
     CUDA_CHECK(cudaMemcpyAsync(e->seq, lens, (size_t)e->n * sizeof(int32_t),
                                cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(cudaStreamSynchronize(st));
     return DLT_OK;
 }
 
@@ -240,6 +240,12 @@ static dlt_status desc_numel(cudnnTensorDescriptor_t d, size_t *numel)
     return DLT_OK;
 }
 
+/* Floats of tensor t's gate block. */
+static size_t block_floats(const lstm_entry *e, int t)
+{
+    return (size_t)e->h * (t == T_WIH ? (size_t)e->din : t == T_WHH ? (size_t)e->h : 1);
+}
+
 /* Fills e->off and e->contig from cudnnGetRNNWeightParams (which only does
  * address arithmetic on wspace), checking every block's size. */
 static dlt_status find_offsets(dlt_cuda_impl *impl, lstm_entry *e, const char *wsp,
@@ -254,7 +260,7 @@ static dlt_status find_offsets(dlt_cuda_impl *impl, lstm_entry *e, const char *w
         size_t mn = 0, bn = 0;
         DLT_CHECK(desc_numel(md, &mn));
         DLT_CHECK(desc_numel(bd, &bn));
-        const size_t want = hh * (rec ? hh : (size_t)e->din);
+        const size_t want = block_floats(e, rec ? T_WHH : T_WIH);
         if (!m || !b || mn != want || bn != hh)
             return DLT_ERR(DLT_ERR_DEVICE,
                            "cuDNN's LSTM weight space is not laid out as expected (linear layer "
@@ -268,7 +274,7 @@ static dlt_status find_offsets(dlt_cuda_impl *impl, lstm_entry *e, const char *w
                            "weight space", lin);
     }
     for (int t = 0; t < T_N; t++) {
-        const size_t blk = hh * (t == T_WIH ? (size_t)e->din : t == T_WHH ? hh : 1) * fsz;
+        const size_t blk = block_floats(e, t) * fsz;
         e->contig[t] = 1;
         for (int q = 1; q < 4; q++)
             if (e->off[t][q] != e->off[t][0] + (size_t)q * blk) e->contig[t] = 0;
@@ -290,12 +296,6 @@ static dlt_status ensure_offsets(dlt_cuda_impl *impl, lstm_entry *e, const char 
     cudnnDestroyTensorDescriptor(bd);
     if (st == DLT_OK) e->have_off = 1;
     return st;
-}
-
-/* Floats of tensor t's gate block. */
-static size_t block_floats(const lstm_entry *e, int t)
-{
-    return (size_t)e->h * (t == T_WIH ? (size_t)e->din : t == T_WHH ? (size_t)e->h : 1);
 }
 
 /* torch tensors -> cuDNN weight space at wsp. */
