@@ -4,7 +4,8 @@
  *
  * Same method as test_cuda_ops.c: identical random inputs on both backends,
  * backward outputs start non-zero (the ops accumulate), tensor-level relative
- * error. Ops built on cuBLAS gemms (attention, LSTM) get the TF32 tolerance;
+ * error. Ops on tensor cores (attention's cuBLAS gemms, the LSTM through
+ * cuDNN's RNN API with TF32 math) get the TF32 tolerance;
  * embedding rows and the dropout-dependent zeros must match exactly. Data
  * errors (a token id outside the vocabulary, a label >= classes) are found
  * by the kernels and must surface as DLT_ERR_INVALID at the next sync. */
