@@ -250,6 +250,7 @@ static void impl_release(dlt_cuda_impl *impl)
     if (impl->stream) cudaStreamSynchronize(impl->stream);
     dlt_cuda_staging_free(impl);
     dlt_cuda_conv_free(impl);
+    dlt_cuda_lstm_free(impl);
     if (impl->cudnn) cudnnDestroy(impl->cudnn);
     if (impl->cublas) cublasDestroy(impl->cublas);
     if (impl->reduce_partial) cudaFree(impl->reduce_partial);
@@ -355,6 +356,8 @@ static const dlt_backend cuda_table = {
     .upload_release = dlt_cuda_upload_release,
     .upload_host_wait = dlt_cuda_upload_host_wait,
     .sum_to = dlt_cuda_sum_to,
+
+    .lstm_sizes = dlt_cuda_lstm_sizes,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

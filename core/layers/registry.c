@@ -84,8 +84,8 @@ static const char *const ops_transformer[] = { "gemm", "bias_add", "bias_grad", 
                                                "attention_bwd", "layernorm_fwd", "layernorm_bwd",
                                                "act_fwd", "act_bwd", "dropout_fwd", "mul_acc",
                                                "add", "axpy", "fill", NULL };
-static const char *const ops_lstm[] = { "lstm_fwd", "lstm_bwd", "dropout_fwd", "mul_acc", "axpy",
-                                        "fill", NULL };
+static const char *const ops_lstm[] = { "lstm_sizes", "lstm_fwd", "lstm_bwd", "dropout_fwd",
+                                        "mul_acc", "axpy", "fill", NULL };
 static const char *const ops_mlm[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
                                        "layernorm_fwd", "layernorm_bwd", "fill", NULL };
 static const char *const ops_pooler[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
