@@ -268,6 +268,27 @@ struct dlt_backend {
      * of a host loop `acc += x[i]`; CUDA uses one fixed-order block
      * (deterministic). Queued like any op. */
     dlt_status (*sum_to)(dlt_backend *be, size_t n, const float *x, double *acc);
+
+    /* ---- memory-light (flash-style) attention ----
+     * The same attention as attention_fwd/attention_bwd (qkv, tokens, out
+     * layouts; padding mask; dropout with probability element i of the
+     * (n, heads, len, len) tensor kept iff dlt_rand_u01(key, first + i) >= p,
+     * so the masks are identical to the probs ops'), but no (len, len)
+     * tensor is saved: lse (n, heads, len) receives each query row's
+     * log-sum-exp of its scaled scores q k^T / sqrt(dh) over the unmasked
+     * keys, -INFINITY for a row whose keys are all masked (its output is 0).
+     * Backward recomputes the probabilities exp(s - lse) block by block. */
+    dlt_status (*attention_fwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
+                                    const float *qkv, const float *tokens, float p, uint64_t key,
+                                    uint64_t first, float *out, float *lse);
+    /* dqkv += gradient of out w.r.t. qkv given dout (n, len, heads dh); out
+     * and lse as written by attention_fwd_lse with the same arguments (the
+     * softmax term uses rowsum(dout out), exact under dropout).
+     * ws: scratch of n heads len floats. */
+    dlt_status (*attention_bwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
+                                    const float *qkv, const float *tokens, float p, uint64_t key,
+                                    uint64_t first, const float *out, const float *lse,
+                                    const float *dout, float *dqkv, float *ws);
 };
 
 /* Upload slots (backend upload_async): two, for double buffering. */

@@ -18,7 +18,18 @@
  * needs: dS = P (dP - rowsum(dP P)) with dP the gradient w.r.t. P (the
  * dropout mask applied to the gradient w.r.t. the dropped probabilities).
  *
- * (b, h) pairs run one after another and OpenBLAS threads each gemm. */
+ * (b, h) pairs run one after another and OpenBLAS threads each gemm.
+ *
+ * The memory-light pair (attention_fwd_lse / attention_bwd_lse, the CPU
+ * reference of the CUDA flash kernels) keeps only the log-sum-exp of each
+ * query row instead of the (len, len) probabilities. It works one query row
+ * at a time: the row's scores against every key (a stack row of len
+ * floats), then P_ij = exp(s_ij - lse_i) and the output or gradients as
+ * dot products and axpys of length dh. Backward uses
+ * rowsum(dP P) = dout_i . out_i (out already has dropout applied), so it
+ * needs neither the probabilities nor a second pass. (b, h) pairs are
+ * independent (each owns its slices of out, lse and dqkv), so they run on
+ * OpenMP threads when OpenBLAS is single-threaded (dlt_cpu_par). */
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
@@ -26,6 +37,7 @@
 
 #include "core/backend.h"
 #include "core/cpu/cpu_math.h"
+#include "core/cpu/cpu_ops.h"
 #include "core/cpu/cpu_seq.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -154,6 +166,145 @@ dlt_status dlt_cpu_attention_bwd(dlt_backend *be, int n, int len, int heads, int
                         ld, 1.0f, dq, ld);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dh, len, scale, dp, len, q,
                         ld, 1.0f, dk, ld);
+        }
+    }
+    return DLT_OK;
+}
+
+/* ---- memory-light attention: one query row at a time ---- */
+
+static inline float dotf(int n, const float *restrict a, const float *restrict b)
+{
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int t = 0; t < n; t++) s += a[t] * b[t];
+    return s;
+}
+
+/* y (n) += a x */
+static inline void axpyf(int n, float a, const float *restrict x, float *restrict y)
+{
+#pragma omp simd
+    for (int t = 0; t < n; t++) y[t] += a * x[t];
+}
+
+/* s (len) = scale q . k_j for every key j (rows of k with stride ld),
+ * -INFINITY for masked keys; returns the maximum (-INFINITY: all masked). */
+static float score_row(int len, int dh, int ld, float scale, const float *q, const float *k,
+                       const float *ids, float *s)
+{
+    float mx = -INFINITY;
+    for (int j = 0; j < len; j++) {
+        if (ids && ids[j] == 0.0f) {
+            s[j] = -INFINITY;
+            continue;
+        }
+        s[j] = scale * dotf(dh, q, k + (size_t)j * ld);
+        if (s[j] > mx) mx = s[j];
+    }
+    return mx;
+}
+
+/* Contract: backend.h attention_fwd_lse. Probabilities are normalised by
+ * exp(-lse) exactly as backward recomputes them, so the two agree. */
+dlt_status dlt_cpu_attention_fwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                     const float *qkv, const float *tokens, float p,
+                                     uint64_t key, uint64_t first, float *out, float *lse)
+{
+    DLT_CHECK(check_sizes(n, len, heads, dh, "attention_fwd_lse"));
+    if (!(p >= 0.0f && p < 1.0f))
+        return DLT_ERR(DLT_ERR_INVALID, "attention_fwd_lse: dropout %g is not in [0, 1)",
+                       (double)p);
+    const int D = heads * dh, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)dh), keep = 1.0f / (1.0f - p);
+    const long pairs = (long)n * heads;
+#pragma omp parallel for if (dlt_cpu_par((size_t)pairs * len * len)) schedule(static)
+    for (long bh = 0; bh < pairs; bh++) {
+        const int b = (int)(bh / heads), h = (int)(bh % heads);
+        const float *base = qkv + (size_t)b * len * ld;
+        const float *k = base + D + (size_t)h * dh, *v = k + D;
+        const float *ids = tokens ? tokens + (size_t)b * len : NULL;
+        float s[len];   /* (len) one row of scores, then of exp(s - max) */
+        for (int i = 0; i < len; i++) {
+            const float *q = base + (size_t)i * ld + (size_t)h * dh;
+            float *o = out + ((size_t)b * len + i) * D + (size_t)h * dh;
+            float *l = lse + (size_t)bh * len + i;
+            for (int t = 0; t < dh; t++) o[t] = 0.0f;
+            const float mx = score_row(len, dh, ld, scale, q, k, ids, s);
+            if (mx == -INFINITY) {
+                *l = -INFINITY;
+                continue;
+            }
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < len; j++) {
+                const float e = s[j] == -INFINITY ? 0.0f : dlt_cpu_expf(s[j] - mx);
+                s[j] = e;
+                sum += e;
+            }
+            *l = mx + logf(sum);
+            const float inv = 1.0f / sum;
+            const uint64_t row0 = first + ((uint64_t)bh * len + i) * len;
+            for (int j = 0; j < len; j++) {
+                float pj = s[j] * inv;
+                if (pj == 0.0f) continue;   /* masked key */
+                if (p > 0.0f) {
+                    if (dlt_rand_u01(key, row0 + j) < p) continue;
+                    pj *= keep;
+                }
+                axpyf(dh, pj, v + (size_t)j * ld, o);
+            }
+        }
+    }
+    return DLT_OK;
+}
+
+/* Contract: backend.h attention_bwd_lse. Per query row i: P_ij recomputed
+ * from lse_i, dPd_ij = dout_i . v_j, dP = dPd mask, D_i = dout_i . out_i,
+ * dS_ij = P_ij (dP_ij - D_i); then dv_j += Pd_ij dout_i,
+ * dq_i += scale dS_ij k_j, dk_j += scale dS_ij q_i. ws is not used here
+ * (D_i is computed per row). */
+dlt_status dlt_cpu_attention_bwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                     const float *qkv, const float *tokens, float p,
+                                     uint64_t key, uint64_t first, const float *out,
+                                     const float *lse, const float *dout, float *dqkv,
+                                     float *ws)
+{
+    DLT_CHECK(check_sizes(n, len, heads, dh, "attention_bwd_lse"));
+    if (!(p >= 0.0f && p < 1.0f))
+        return DLT_ERR(DLT_ERR_INVALID, "attention_bwd_lse: dropout %g is not in [0, 1)",
+                       (double)p);
+    const int D = heads * dh, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)dh), keep = 1.0f / (1.0f - p);
+    const long pairs = (long)n * heads;
+#pragma omp parallel for if (dlt_cpu_par((size_t)pairs * len * len)) schedule(static)
+    for (long bh = 0; bh < pairs; bh++) {
+        const int b = (int)(bh / heads), h = (int)(bh % heads);
+        const float *base = qkv + (size_t)b * len * ld;
+        const float *k = base + D + (size_t)h * dh, *v = k + D;
+        float *dbase = dqkv + (size_t)b * len * ld;
+        float *dk = dbase + D + (size_t)h * dh, *dv = dk + D;
+        const float *ids = tokens ? tokens + (size_t)b * len : NULL;
+        float s[len];   /* (len) scores of one row, then its probabilities */
+        for (int i = 0; i < len; i++) {
+            const float li = lse[(size_t)bh * len + i];
+            if (li == -INFINITY) continue;   /* every key masked: output 0, no gradient */
+            const size_t orow = ((size_t)b * len + i) * D + (size_t)h * dh;
+            const float *q = base + (size_t)i * ld + (size_t)h * dh, *dO = dout + orow;
+            float *dq = dbase + (size_t)i * ld + (size_t)h * dh;
+            const float Di = dotf(dh, dO, out + orow);
+            score_row(len, dh, ld, scale, q, k, ids, s);
+            const uint64_t row0 = first + ((uint64_t)bh * len + i) * len;
+            for (int j = 0; j < len; j++) {
+                if (s[j] == -INFINITY) continue;   /* masked: P = 0, no gradient */
+                const float pj = dlt_cpu_expf(s[j] - li);
+                float m = 1.0f;
+                if (p > 0.0f) m = dlt_rand_u01(key, row0 + j) >= p ? keep : 0.0f;
+                if (m != 0.0f) axpyf(dh, m * pj, dO, dv + (size_t)j * ld);
+                const float dS = pj * (m * dotf(dh, dO, v + (size_t)j * ld) - Di);
+                axpyf(dh, scale * dS, k + (size_t)j * ld, dq);
+                axpyf(dh, scale * dS, q, dk + (size_t)j * ld);
+            }
         }
     }
     return DLT_OK;

@@ -131,6 +131,9 @@ static const dlt_backend cpu_table = {
     /* .upload_release    = */ dlt_cpu_upload_slot,
     /* .upload_host_wait  = */ dlt_cpu_upload_slot,
     /* .sum_to            = */ dlt_cpu_sum_to,
+
+    /* .attention_fwd_lse = */ dlt_cpu_attention_fwd_lse,
+    /* .attention_bwd_lse = */ dlt_cpu_attention_bwd_lse,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by
