@@ -277,19 +277,24 @@ struct dlt_backend {
      * tensor is saved: lse (n, heads, len) receives each query row's
      * log-sum-exp of its scaled scores q k^T / sqrt(dh) over the unmasked
      * keys, -INFINITY for a row whose keys are all masked (its output is 0).
-     * Backward recomputes the probabilities exp(s - lse) block by block. */
+     * Backward recomputes the probabilities exp(s - lse) block by block.
+     * ws (both ops): scratch of DLT_ATTN_LSE_WS_FLOATS(n, heads, len). */
     dlt_status (*attention_fwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
                                     const float *qkv, const float *tokens, float p, uint64_t key,
-                                    uint64_t first, float *out, float *lse);
+                                    uint64_t first, float *out, float *lse, float *ws);
     /* dqkv += gradient of out w.r.t. qkv given dout (n, len, heads dh); out
      * and lse as written by attention_fwd_lse with the same arguments (the
-     * softmax term uses rowsum(dout out), exact under dropout).
-     * ws: scratch of n heads len floats. */
+     * softmax term uses rowsum(dout out), exact under dropout). */
     dlt_status (*attention_bwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
                                     const float *qkv, const float *tokens, float p, uint64_t key,
                                     uint64_t first, const float *out, const float *lse,
                                     const float *dout, float *dqkv, float *ws);
 };
+
+/* Scratch floats of attention_fwd_lse / attention_bwd_lse: a row value per
+ * (sample, head, query) plus two blocks of 64 query rows by len keys. */
+#define DLT_ATTN_LSE_WS_FLOATS(n, heads, len) \
+    ((size_t)(n) * (size_t)(heads) * (size_t)(len) + 128 * (size_t)(len))
 
 /* Upload slots (backend upload_async): two, for double buffering. */
 #define DLT_UPLOAD_SLOTS 2

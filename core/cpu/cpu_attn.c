@@ -22,14 +22,13 @@
  *
  * The memory-light pair (attention_fwd_lse / attention_bwd_lse, the CPU
  * reference of the CUDA flash kernels) keeps only the log-sum-exp of each
- * query row instead of the (len, len) probabilities. It works one query row
- * at a time: the row's scores against every key (a stack row of len
- * floats), then P_ij = exp(s_ij - lse_i) and the output or gradients as
- * dot products and axpys of length dh. Backward uses
- * rowsum(dP P) = dout_i . out_i (out already has dropout applied), so it
- * needs neither the probabilities nor a second pass. (b, h) pairs are
- * independent (each owns its slices of out, lse and dqkv), so they run on
- * OpenMP threads when OpenBLAS is single-threaded (dlt_cpu_par). */
+ * query row instead of the (len, len) probabilities. It works on blocks of
+ * LSE_BQ query rows against all keys: the block's scores are one sgemm into
+ * scratch of LSE_BQ len floats, and the rest are the same gemms as above on
+ * LSE_BQ rows at a time, so it runs at the probs ops' speed with
+ * 2 LSE_BQ len floats of scratch instead of n heads len len. Backward
+ * recomputes P = exp(s - lse) and uses rowsum(dP P) = dout_i . out_i
+ * (out already has dropout applied), so it needs no second pass. */
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
@@ -37,7 +36,6 @@
 
 #include "core/backend.h"
 #include "core/cpu/cpu_math.h"
-#include "core/cpu/cpu_ops.h"
 #include "core/cpu/cpu_seq.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -171,45 +169,32 @@ dlt_status dlt_cpu_attention_bwd(dlt_backend *be, int n, int len, int heads, int
     return DLT_OK;
 }
 
-/* ---- memory-light attention: one query row at a time ---- */
+/* ---- memory-light attention: blocks of LSE_BQ query rows ---- */
 
-static inline float dotf(int n, const float *restrict a, const float *restrict b)
+/* Query rows per block; backend.h's ws size for the lse ops (2 x 64 len
+ * floats after the n heads len) depends on it. */
+#define LSE_BQ 64
+
+/* s (bq, len) = scale Q_blk K^T for query rows i0.. of one (b, h); q, k
+ * with row stride ld. Masked keys get -INFINITY. */
+static void block_scores(int bq, int len, int dh, int ld, float scale, const float *q,
+                         const float *k, const float *ids, float *s)
 {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int t = 0; t < n; t++) s += a[t] * b[t];
-    return s;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, len, dh, scale, q, ld, k, ld, 0.0f,
+                s, len);
+    if (!ids) return;
+    for (int r = 0; r < bq; r++)
+        for (int j = 0; j < len; j++)
+            if (ids[j] == 0.0f) s[(size_t)r * len + j] = -INFINITY;
 }
 
-/* y (n) += a x */
-static inline void axpyf(int n, float a, const float *restrict x, float *restrict y)
-{
-#pragma omp simd
-    for (int t = 0; t < n; t++) y[t] += a * x[t];
-}
-
-/* s (len) = scale q . k_j for every key j (rows of k with stride ld),
- * -INFINITY for masked keys; returns the maximum (-INFINITY: all masked). */
-static float score_row(int len, int dh, int ld, float scale, const float *q, const float *k,
-                       const float *ids, float *s)
-{
-    float mx = -INFINITY;
-    for (int j = 0; j < len; j++) {
-        if (ids && ids[j] == 0.0f) {
-            s[j] = -INFINITY;
-            continue;
-        }
-        s[j] = scale * dotf(dh, q, k + (size_t)j * ld);
-        if (s[j] > mx) mx = s[j];
-    }
-    return mx;
-}
-
-/* Contract: backend.h attention_fwd_lse. Probabilities are normalised by
- * exp(-lse) exactly as backward recomputes them, so the two agree. */
+/* Contract: backend.h attention_fwd_lse; ws: the scratch size given there
+ * (the CPU uses LSE_BQ len floats of it). Probabilities are normalised by
+ * exp(-lse), exactly as backward recomputes them. */
 dlt_status dlt_cpu_attention_fwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
                                      const float *qkv, const float *tokens, float p,
-                                     uint64_t key, uint64_t first, float *out, float *lse)
+                                     uint64_t key, uint64_t first, float *out, float *lse,
+                                     float *ws)
 {
     DLT_CHECK(check_sizes(n, len, heads, dh, "attention_fwd_lse"));
     if (!(p >= 0.0f && p < 1.0f))
@@ -217,53 +202,58 @@ dlt_status dlt_cpu_attention_fwd_lse(dlt_backend *be, int n, int len, int heads,
                        (double)p);
     const int D = heads * dh, ld = 3 * D;
     const float scale = 1.0f / sqrtf((float)dh), keep = 1.0f / (1.0f - p);
-    const long pairs = (long)n * heads;
-#pragma omp parallel for if (dlt_cpu_par((size_t)pairs * len * len)) schedule(static)
-    for (long bh = 0; bh < pairs; bh++) {
-        const int b = (int)(bh / heads), h = (int)(bh % heads);
+    float *s = ws;   /* (LSE_BQ, len) scores, then dropped probabilities */
+    for (int b = 0; b < n; b++) {
         const float *base = qkv + (size_t)b * len * ld;
-        const float *k = base + D + (size_t)h * dh, *v = k + D;
         const float *ids = tokens ? tokens + (size_t)b * len : NULL;
-        float s[len];   /* (len) one row of scores, then of exp(s - max) */
-        for (int i = 0; i < len; i++) {
-            const float *q = base + (size_t)i * ld + (size_t)h * dh;
-            float *o = out + ((size_t)b * len + i) * D + (size_t)h * dh;
-            float *l = lse + (size_t)bh * len + i;
-            for (int t = 0; t < dh; t++) o[t] = 0.0f;
-            const float mx = score_row(len, dh, ld, scale, q, k, ids, s);
-            if (mx == -INFINITY) {
-                *l = -INFINITY;
-                continue;
-            }
-            float sum = 0.0f;
+        for (int h = 0; h < heads; h++) {
+            const size_t bh = (size_t)b * heads + h;
+            const float *k = base + D + (size_t)h * dh, *v = k + D;
+            for (int i0 = 0; i0 < len; i0 += LSE_BQ) {
+                const int bq = len - i0 < LSE_BQ ? len - i0 : LSE_BQ;
+                block_scores(bq, len, dh, ld, scale, base + (size_t)i0 * ld + (size_t)h * dh, k,
+                             ids, s);
+                for (int r = 0; r < bq; r++) {
+                    float *row = s + (size_t)r * len;
+                    float *l = lse + bh * len + i0 + r;
+                    float mx = -INFINITY;
+                    for (int j = 0; j < len; j++) mx = row[j] > mx ? row[j] : mx;
+                    if (mx == -INFINITY) {   /* every key masked: probabilities 0 */
+                        for (int j = 0; j < len; j++) row[j] = 0.0f;
+                        *l = -INFINITY;
+                        continue;
+                    }
+                    float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < len; j++) {
-                const float e = s[j] == -INFINITY ? 0.0f : dlt_cpu_expf(s[j] - mx);
-                s[j] = e;
-                sum += e;
-            }
-            *l = mx + logf(sum);
-            const float inv = 1.0f / sum;
-            const uint64_t row0 = first + ((uint64_t)bh * len + i) * len;
-            for (int j = 0; j < len; j++) {
-                float pj = s[j] * inv;
-                if (pj == 0.0f) continue;   /* masked key */
-                if (p > 0.0f) {
-                    if (dlt_rand_u01(key, row0 + j) < p) continue;
-                    pj *= keep;
+                    for (int j = 0; j < len; j++) {
+                        const float e = row[j] == -INFINITY ? 0.0f : dlt_cpu_expf(row[j] - mx);
+                        row[j] = e;
+                        sum += e;
+                    }
+                    *l = mx + logf(sum);
+                    const float inv = 1.0f / sum;
+                    if (p > 0.0f) {
+                        const uint64_t row0 = first + (bh * len + i0 + r) * len;
+                        for (int j = 0; j < len; j++)
+                            row[j] = dlt_rand_u01(key, row0 + j) >= p ? row[j] * inv * keep
+                                                                      : 0.0f;
+                    } else {
+                        for (int j = 0; j < len; j++) row[j] *= inv;
+                    }
                 }
-                axpyf(dh, pj, v + (size_t)j * ld, o);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, len, 1.0f, s, len,
+                            v, ld, 0.0f, out + ((size_t)b * len + i0) * D + (size_t)h * dh, D);
             }
         }
     }
     return DLT_OK;
 }
 
-/* Contract: backend.h attention_bwd_lse. Per query row i: P_ij recomputed
- * from lse_i, dPd_ij = dout_i . v_j, dP = dPd mask, D_i = dout_i . out_i,
- * dS_ij = P_ij (dP_ij - D_i); then dv_j += Pd_ij dout_i,
- * dq_i += scale dS_ij k_j, dk_j += scale dS_ij q_i. ws is not used here
- * (D_i is computed per row). */
+/* Contract: backend.h attention_bwd_lse. Per block of query rows:
+ * P = exp(S - lse) recomputed, dPd = dout V^T, dP = dPd mask,
+ * D_i = dout_i . out_i, dS = P (dP - D_i); then dV += Pd^T dout,
+ * dQ += scale dS K, dK += scale dS^T Q (gemms). ws: LSE_BQ len floats for
+ * Pd, LSE_BQ len for dS (D_i is computed per row, not stored). */
 dlt_status dlt_cpu_attention_bwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
                                      const float *qkv, const float *tokens, float p,
                                      uint64_t key, uint64_t first, const float *out,
@@ -276,34 +266,56 @@ dlt_status dlt_cpu_attention_bwd_lse(dlt_backend *be, int n, int len, int heads,
                        (double)p);
     const int D = heads * dh, ld = 3 * D;
     const float scale = 1.0f / sqrtf((float)dh), keep = 1.0f / (1.0f - p);
-    const long pairs = (long)n * heads;
-#pragma omp parallel for if (dlt_cpu_par((size_t)pairs * len * len)) schedule(static)
-    for (long bh = 0; bh < pairs; bh++) {
-        const int b = (int)(bh / heads), h = (int)(bh % heads);
+    float *pd = ws, *ds = ws + (size_t)LSE_BQ * len;   /* (LSE_BQ, len) each */
+    for (int b = 0; b < n; b++) {
         const float *base = qkv + (size_t)b * len * ld;
-        const float *k = base + D + (size_t)h * dh, *v = k + D;
         float *dbase = dqkv + (size_t)b * len * ld;
-        float *dk = dbase + D + (size_t)h * dh, *dv = dk + D;
         const float *ids = tokens ? tokens + (size_t)b * len : NULL;
-        float s[len];   /* (len) scores of one row, then its probabilities */
-        for (int i = 0; i < len; i++) {
-            const float li = lse[(size_t)bh * len + i];
-            if (li == -INFINITY) continue;   /* every key masked: output 0, no gradient */
-            const size_t orow = ((size_t)b * len + i) * D + (size_t)h * dh;
-            const float *q = base + (size_t)i * ld + (size_t)h * dh, *dO = dout + orow;
-            float *dq = dbase + (size_t)i * ld + (size_t)h * dh;
-            const float Di = dotf(dh, dO, out + orow);
-            score_row(len, dh, ld, scale, q, k, ids, s);
-            const uint64_t row0 = first + ((uint64_t)bh * len + i) * len;
-            for (int j = 0; j < len; j++) {
-                if (s[j] == -INFINITY) continue;   /* masked: P = 0, no gradient */
-                const float pj = dlt_cpu_expf(s[j] - li);
-                float m = 1.0f;
-                if (p > 0.0f) m = dlt_rand_u01(key, row0 + j) >= p ? keep : 0.0f;
-                if (m != 0.0f) axpyf(dh, m * pj, dO, dv + (size_t)j * ld);
-                const float dS = pj * (m * dotf(dh, dO, v + (size_t)j * ld) - Di);
-                axpyf(dh, scale * dS, k + (size_t)j * ld, dq);
-                axpyf(dh, scale * dS, q, dk + (size_t)j * ld);
+        for (int h = 0; h < heads; h++) {
+            const size_t bh = (size_t)b * heads + h;
+            const float *k = base + D + (size_t)h * dh, *v = k + D;
+            float *dk = dbase + D + (size_t)h * dh, *dv = dk + D;
+            for (int i0 = 0; i0 < len; i0 += LSE_BQ) {
+                const int bq = len - i0 < LSE_BQ ? len - i0 : LSE_BQ;
+                const float *q = base + (size_t)i0 * ld + (size_t)h * dh;
+                float *dq = dbase + (size_t)i0 * ld + (size_t)h * dh;
+                const size_t orow = ((size_t)b * len + i0) * D + (size_t)h * dh;
+                const float *dO = dout + orow;
+                block_scores(bq, len, dh, ld, scale, q, k, ids, pd);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, len, dh, 1.0f, dO, D, v,
+                            ld, 0.0f, ds, len);
+                for (int r = 0; r < bq; r++) {
+                    float *pr = pd + (size_t)r * len, *dr = ds + (size_t)r * len;
+                    const float li = lse[bh * len + i0 + r];
+                    if (li == -INFINITY) {   /* every key masked: no gradient */
+                        for (int j = 0; j < len; j++) pr[j] = dr[j] = 0.0f;
+                        continue;
+                    }
+                    const float *o = out + orow + (size_t)r * D, *g = dO + (size_t)r * D;
+                    float Di = 0.0f;
+#pragma omp simd reduction(+ : Di)
+                    for (int t = 0; t < dh; t++) Di += g[t] * o[t];
+#pragma omp simd
+                    for (int j = 0; j < len; j++)   /* P (a loop of its own vectorises) */
+                        pr[j] = pr[j] == -INFINITY ? 0.0f : dlt_cpu_expf(pr[j] - li);
+                    if (p > 0.0f) {   /* Pd = P m, dS = P (dPd m - D) */
+                        const uint64_t row0 = first + (bh * len + i0 + r) * len;
+                        for (int j = 0; j < len; j++) {
+                            const float m = dlt_rand_u01(key, row0 + j) >= p ? keep : 0.0f;
+                            dr[j] = pr[j] * (dr[j] * m - Di);
+                            pr[j] *= m;
+                        }
+                    } else {
+#pragma omp simd
+                        for (int j = 0; j < len; j++) dr[j] = pr[j] * (dr[j] - Di);
+                    }
+                }
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dh, bq, 1.0f, pd, len,
+                            dO, D, 1.0f, dv, ld);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, len, scale, ds,
+                            len, k, ld, 1.0f, dq, ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dh, bq, scale, ds, len,
+                            q, ld, 1.0f, dk, ld);
             }
         }
     }

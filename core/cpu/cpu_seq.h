@@ -34,7 +34,8 @@ dlt_status dlt_cpu_attention_bwd(dlt_backend *be, int n, int len, int heads, int
                                  const float *probs, const float *dout, float *dqkv, float *ws);
 dlt_status dlt_cpu_attention_fwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
                                      const float *qkv, const float *tokens, float p,
-                                     uint64_t key, uint64_t first, float *out, float *lse);
+                                     uint64_t key, uint64_t first, float *out, float *lse,
+                                     float *ws);
 dlt_status dlt_cpu_attention_bwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
                                      const float *qkv, const float *tokens, float p,
                                      uint64_t key, uint64_t first, const float *out,

@@ -24,10 +24,8 @@
  * the probabilities in backward (flash-style on CUDA). The probabilities of
  * BERT-base at len 512 are 12 MiB per sample and layer, so the choice
  * decides what batch fits. attention_impl: auto takes the lse ops whenever
- * the backend has them, except on the CPU for short sequences, where the
- * probs ops' gemms measured faster and their memory is small
- * (mha_pick_lse; numbers in docs/decisions.md). Only the chosen op's
- * tensor is allocated. */
+ * the backend has them (on the CPU they are also faster; mha_pick_lse);
+ * lse or probs force one. Only the chosen op's tensor is allocated. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,19 +47,13 @@ dlt_status dlt_seq_mask_tokens(const dlt_layer *l, const dlt_step_ctx *ctx, int6
     return DLT_OK;
 }
 
-/* CPU rule of attention_impl: auto (docs/decisions.md, "Attention
- * kernels"): the lse ops once a sequence is this long, or once the
- * probabilities of one batch would take this many bytes. */
-#define MHA_CPU_LSE_MIN_LEN 512
-#define MHA_CPU_LSE_MIN_BYTES ((double)(1 << 30))
-
-/* 1 if attention_impl: auto should use the lse ops for max_batch n. */
-static int mha_pick_lse(const dlt_backend *be, int64_t n, int len, int heads)
+/* attention_impl: auto takes the lse ops whenever the backend has both:
+ * on the CPU they measured 0.75-0.95x the probs ops' time from BERT-tiny to
+ * BERT-base shapes (docs/decisions.md, "Attention kernels"), and on a GPU
+ * they are the flash kernels. */
+static int mha_pick_lse(const dlt_backend *be)
 {
-    if (!be || !be->attention_fwd_lse || !be->attention_bwd_lse) return 0;
-    if (strcmp(be->name, "cpu") != 0) return 1;
-    const double probs_bytes = (double)n * heads * len * len * sizeof(float);
-    return len >= MHA_CPU_LSE_MIN_LEN || probs_bytes >= MHA_CPU_LSE_MIN_BYTES;
+    return be && be->attention_fwd_lse && be->attention_bwd_lse;
 }
 
 dlt_status dlt_mha_setup(dlt_layer *l, dlt_mha *a, const char *prefix, int len, int dim,
@@ -76,9 +68,9 @@ dlt_status dlt_mha_setup(dlt_layer *l, dlt_mha *a, const char *prefix, int len, 
     a->dim = dim;
     a->heads = heads;
     a->dropout = dropout;
-    const int has_lse = l->be && l->be->attention_fwd_lse && l->be->attention_bwd_lse;
+    const int has_lse = mha_pick_lse(l->be);
     if (strcmp(impl, "auto") == 0) {
-        a->lse = mha_pick_lse(l->be, l->x[0].shape.d[0], len, heads);
+        a->lse = mha_pick_lse(l->be);
     } else if (strcmp(impl, "lse") == 0) {
         if (!has_lse)
             return DLT_LAYER_ERR(l, DLT_ERR_CONFIG,
@@ -117,7 +109,8 @@ int64_t dlt_mha_saved_len(const dlt_mha *a)
 
 size_t dlt_mha_ws_bytes(const dlt_mha *a, int64_t n)
 {
-    const size_t op = a->lse ? (size_t)n * a->heads * a->len : 2 * (size_t)a->len * a->len;
+    const size_t op = a->lse ? DLT_ATTN_LSE_WS_FLOATS(n, a->heads, a->len)
+                             : 2 * (size_t)a->len * a->len;
     return ((size_t)n * a->len * 4 * a->dim + op) * sizeof(float);
 }
 
@@ -139,7 +132,7 @@ dlt_status dlt_mha_forward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *c
     const uint64_t first = (uint64_t)ctx->sample0 * (uint64_t)dlt_mha_probs_len(a);
     if (a->lse)
         DLT_CHECK(be->attention_fwd_lse(be, n, a->len, a->heads, D / a->heads, qkv, tokens,
-                                        mha_p(a, ctx), key, first, ctxv, saved));
+                                        mha_p(a, ctx), key, first, ctxv, saved, ws));
     else
         DLT_CHECK(be->attention_fwd(be, n, a->len, a->heads, D / a->heads, qkv, tokens,
                                     mha_p(a, ctx), key, first, saved, ctxv, ws));
@@ -158,7 +151,7 @@ dlt_status dlt_mha_backward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *
     const dlt_param *P = l->params;
     float *dctx = ws;                              /* (rows, D) */
     float *dqkv = dctx + (size_t)rows * D;         /* (rows, 3D) */
-    float *scratch = dqkv + (size_t)rows * 3 * D;  /* (2, len, len) or (n, heads, len) */
+    float *scratch = dqkv + (size_t)rows * 3 * D;  /* the attention op's scratch */
     DLT_CHECK(be->gemm(be, 1, 0, D, D, rows, 1.0f, dout, D, ctxv, D, 1.0f, P[a->w_out].g, D));
     DLT_CHECK(dlt_seq_bias_grad(be, rows, D, dout, a->ones, P[a->b_out].g));
     DLT_CHECK(be->gemm(be, 0, 0, rows, D, D, 1.0f, dout, D, P[a->w_out].w, D, 0.0f, dctx, D));

@@ -96,7 +96,7 @@ int64_t dlt_mha_saved_len(const dlt_mha *a);
  * stride of the dropout counter on either path. */
 int64_t dlt_mha_probs_len(const dlt_mha *a);
 /* Workspace bytes for n samples of backward: dqkv and dcontext plus the
- * attention op's scratch (2 len len floats, or n heads len for lse). */
+ * attention op's scratch (2 len len floats, or DLT_ATTN_LSE_WS_FLOATS). */
 size_t dlt_mha_ws_bytes(const dlt_mha *a, int64_t n);
 /* out (n, len, dim) = attention of x (n, len, dim); qkv, saved (as sized by
  * dlt_mha_saved_len) and ctxv are kept for backward. dropout site `site`

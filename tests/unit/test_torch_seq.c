@@ -128,10 +128,10 @@ START_TEST(test_layer_vs_torch)
     tu_ref_path(file, path, sizeof path);
     str_attr(path, "type", type, sizeof type);
     str_attr(path, "keys", keys, sizeof keys);
-    if (_i >= g_ncases) {   /* second round: attention layers on the memory-light ops */
+    if (_i >= g_ncases) {   /* second round: attention layers on the probabilities ops */
         if (strcmp(type, "self_attention") != 0 && strcmp(type, "transformer") != 0) return;
         const size_t kl = strlen(keys);
-        snprintf(keys + kl, sizeof keys - kl, " attention_impl=lse");
+        snprintf(keys + kl, sizeof keys - kl, " attention_impl=probs");
     }
     int ids = (int)tu_read_attr(path, "ids");
 
