@@ -355,6 +355,9 @@ static const dlt_backend cuda_table = {
     .upload_release = dlt_cuda_upload_release,
     .upload_host_wait = dlt_cuda_upload_host_wait,
     .sum_to = dlt_cuda_sum_to,
+
+    .attention_fwd_lse = dlt_cuda_attention_fwd_lse,
+    .attention_bwd_lse = dlt_cuda_attention_bwd_lse,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the
