@@ -234,6 +234,7 @@ dlt_status dlt_cpu_attention_fwd_lse(dlt_backend *be, int n, int len, int heads,
                     const float inv = 1.0f / sum;
                     if (p > 0.0f) {
                         const uint64_t row0 = first + (bh * len + i0 + r) * len;
+#pragma omp simd
                         for (int j = 0; j < len; j++)
                             row[j] = dlt_rand_u01(key, row0 + j) >= p ? row[j] * inv * keep
                                                                       : 0.0f;
@@ -300,6 +301,7 @@ dlt_status dlt_cpu_attention_bwd_lse(dlt_backend *be, int n, int len, int heads,
                         pr[j] = pr[j] == -INFINITY ? 0.0f : dlt_cpu_expf(pr[j] - li);
                     if (p > 0.0f) {   /* Pd = P m, dS = P (dPd m - D) */
                         const uint64_t row0 = first + (bh * len + i0 + r) * len;
+#pragma omp simd
                         for (int j = 0; j < len; j++) {
                             const float m = dlt_rand_u01(key, row0 + j) >= p ? keep : 0.0f;
                             dr[j] = pr[j] * (dr[j] * m - Di);
