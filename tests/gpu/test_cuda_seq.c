@@ -206,8 +206,9 @@ static void test_attention_lse(int n, int len, int heads, int dh, float p, int m
                               ws));
     MUST(G->attention_bwd_lse(G, n, len, heads, dh, d_qkv, d_tok, p, key, first, d_out, d_lse,
                               d_dout, d_dqkv, d_ws));
-    snprintf(what, sizeof what, "attention_bwd_lse dqkv (n %d len %d heads %d dh %d p %.1f mask %d)",
-             n, len, heads, dh, (double)p, mask);
+    snprintf(what, sizeof what,
+             "attention_bwd_lse dqkv (n %d len %d heads %d dh %d p %.1f mask %d)", n, len, heads,
+             dh, (double)p, mask);
     check_dev(what, d_dqkv, dqkv, nq, tol);
     float *hs[] = { qkv, tok, out, lse, dout, dqkv, ws };
     float *ds[] = { d_qkv, d_tok, d_out, d_lse, d_dout, d_dqkv, d_ws };
