@@ -284,7 +284,32 @@ struct dlt_backend {
      * shape). DLT_ERR_SHAPE for bad sizes. */
     dlt_status (*lstm_sizes)(dlt_backend *be, int n, int len, int din, int h,
                              size_t *saved_floats, size_t *ws_floats);
+    /* ---- memory-light (flash-style) attention ----
+     * The same attention as attention_fwd/attention_bwd (qkv, tokens, out
+     * layouts; padding mask; dropout with probability element i of the
+     * (n, heads, len, len) tensor kept iff dlt_rand_u01(key, first + i) >= p,
+     * so the masks are identical to the probs ops'), but no (len, len)
+     * tensor is saved: lse (n, heads, len) receives each query row's
+     * log-sum-exp of its scaled scores q k^T / sqrt(dh) over the unmasked
+     * keys, -INFINITY for a row whose keys are all masked (its output is 0).
+     * Backward recomputes the probabilities exp(s - lse) block by block.
+     * ws (both ops): scratch of DLT_ATTN_LSE_WS_FLOATS(n, heads, len). */
+    dlt_status (*attention_fwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
+                                    const float *qkv, const float *tokens, float p, uint64_t key,
+                                    uint64_t first, float *out, float *lse, float *ws);
+    /* dqkv += gradient of out w.r.t. qkv given dout (n, len, heads dh); out
+     * and lse as written by attention_fwd_lse with the same arguments (the
+     * softmax term uses rowsum(dout out), exact under dropout). */
+    dlt_status (*attention_bwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
+                                    const float *qkv, const float *tokens, float p, uint64_t key,
+                                    uint64_t first, const float *out, const float *lse,
+                                    const float *dout, float *dqkv, float *ws);
 };
+
+/* Scratch floats of attention_fwd_lse / attention_bwd_lse: a row value per
+ * (sample, head, query) plus two blocks of 64 query rows by len keys. */
+#define DLT_ATTN_LSE_WS_FLOATS(n, heads, len) \
+    ((size_t)(n) * (size_t)(heads) * (size_t)(len) + 128 * (size_t)(len))
 
 /* Upload slots (backend upload_async): two, for double buffering. */
 #define DLT_UPLOAD_SLOTS 2

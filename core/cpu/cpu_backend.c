@@ -133,6 +133,8 @@ static const dlt_backend cpu_table = {
     /* .sum_to            = */ dlt_cpu_sum_to,
 
     /* .lstm_sizes        = */ dlt_cpu_lstm_sizes,
+    /* .attention_fwd_lse = */ dlt_cpu_attention_fwd_lse,
+    /* .attention_bwd_lse = */ dlt_cpu_attention_bwd_lse,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by

@@ -358,6 +358,8 @@ static const dlt_backend cuda_table = {
     .sum_to = dlt_cuda_sum_to,
 
     .lstm_sizes = dlt_cuda_lstm_sizes,
+    .attention_fwd_lse = dlt_cuda_attention_fwd_lse,
+    .attention_bwd_lse = dlt_cuda_attention_bwd_lse,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

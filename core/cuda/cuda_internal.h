@@ -259,6 +259,17 @@ dlt_status dlt_cuda_attention_bwd(dlt_backend *be, int n, int len, int heads, in
                                   const float *qkv, float p, uint64_t key, uint64_t first,
                                   const float *probs, const float *dout, float *dqkv, float *ws);
 
+/* cuda_attn_flash.cu: memory-light (flash-style) attention, own kernels */
+dlt_status dlt_cuda_attention_fwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                      const float *qkv, const float *tokens, float p,
+                                      uint64_t key, uint64_t first, float *out, float *lse,
+                                      float *ws);
+dlt_status dlt_cuda_attention_bwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                      const float *qkv, const float *tokens, float p,
+                                      uint64_t key, uint64_t first, const float *out,
+                                      const float *lse, const float *dout, float *dqkv,
+                                      float *ws);
+
 /* cuda_lstm.c: LSTM layer through cuDNN's RNN API */
 dlt_status dlt_cuda_lstm_sizes(dlt_backend *be, int n, int len, int din, int h,
                                size_t *saved_floats, size_t *ws_floats);

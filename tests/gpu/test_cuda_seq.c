@@ -8,7 +8,10 @@
  * cuDNN's RNN API with TF32 math) get the TF32 tolerance;
  * embedding rows and the dropout-dependent zeros must match exactly. Data
  * errors (a token id outside the vocabulary, a label >= classes) are found
- * by the kernels and must surface as DLT_ERR_INVALID at the next sync. */
+ * by the kernels and must surface as DLT_ERR_INVALID at the next sync.
+ * The flash attention kernels (fp32 SIMT) are held to 1e-4 against the
+ * CPU's lse ops over several shapes, masks and dropout. */
+#include <math.h>
 #include <string.h>
 
 #include "core/device.h"
@@ -146,6 +149,83 @@ static void test_attention(int n, int len, int heads, int dh, float p, double to
     float *hs[] = { qkv, tok, probs, out, dout, dqkv, ws };
     float *ds[] = { d_qkv, d_tok, d_probs, d_out, d_dout, d_dqkv, d_ws };
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) free(hs[i]), G->free(G, ds[i]);
+}
+
+/* lse (n) on the device against the CPU's: the same rows -INFINITY (all keys
+ * masked), the finite ones within tol. */
+static void check_lse(const char *what, const float *d_lse, const float *want, size_t n,
+                      double tol)
+{
+    float *got = down(d_lse, n), *w = dup(want, n);
+    size_t bad_inf = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((got[i] == -INFINITY) != (w[i] == -INFINITY)) bad_inf++;
+        if (got[i] == -INFINITY || w[i] == -INFINITY) got[i] = w[i] = 0.0f;
+    }
+    char d[64];
+    snprintf(d, sizeof d, "%zu rows differ in being fully masked", bad_inf);
+    check_true(what, bad_inf == 0, bad_inf ? d : NULL);
+    check(what, got, w, n, tol);
+    free(got), free(w);
+}
+
+/* The flash kernels (attention_fwd_lse / attention_bwd_lse) against the
+ * CPU's lse ops (which test_attn.c checks against the probs ops). mask: 0
+ * none, 1 random padding and a padded tail in the last sample, 2 the last
+ * sample entirely padding (lse -INFINITY, output 0, no gradient). Backward
+ * runs from the CPU's out and lse on both. SIMT fp32 kernels: a tolerance of
+ * 1e-4 (exp and summation order differ, no tensor cores). */
+static void test_attention_lse(int n, int len, int heads, int dh, float p, int mask)
+{
+    const double tol = 1e-4;
+    const int D = heads * dh;
+    const size_t nq = (size_t)n * len * 3 * D, no = (size_t)n * len * D;
+    const size_t nl = (size_t)n * heads * len, nws = DLT_ATTN_LSE_WS_FLOATS(n, heads, len);
+    float *qkv = rnd(nq, -1.5f, 1.5f), *tok = mask ? ids_rnd(n * len, 50, 4) : NULL;
+    if (mask)
+        for (int j = 0; j < len; j++)
+            tok[(size_t)(n - 1) * len + j] = mask == 1 && j < len / 2 ? 7.0f : 0.0f;
+    float *out = rnd(no, 0, 1), *lse = rnd(nl, 0, 1), *dout = rnd(no, -1, 1);
+    float *dqkv = rnd(nq, -1, 1), *ws = rnd(nws, 0, 1);
+    float *d_qkv = fup(qkv, nq), *d_tok = tok ? fup(tok, (size_t)n * len) : NULL;
+    float *d_out = fup(out, no), *d_lse = fup(lse, nl), *d_dout = fup(dout, no);
+    float *d_dqkv = fup(dqkv, nq), *d_ws = fup(ws, nws);
+    const uint64_t key = 0xf1a5, first = 777;
+    MUST(C->attention_fwd_lse(C, n, len, heads, dh, qkv, tok, p, key, first, out, lse, ws));
+    MUST(G->attention_fwd_lse(G, n, len, heads, dh, d_qkv, d_tok, p, key, first, d_out, d_lse,
+                              d_ws));
+    char what[112];
+    snprintf(what, sizeof what, "attention_fwd_lse out (n %d len %d heads %d dh %d p %.1f mask %d)",
+             n, len, heads, dh, (double)p, mask);
+    check_dev(what, d_out, out, no, tol);
+    snprintf(what, sizeof what, "attention_fwd_lse lse (len %d dh %d p %.1f mask %d)", len, dh,
+             (double)p, mask);
+    check_lse(what, d_lse, lse, nl, tol);
+    MUST(G->upload(G, d_out, out, no * sizeof(float)));
+    MUST(G->upload(G, d_lse, lse, nl * sizeof(float)));
+    MUST(C->attention_bwd_lse(C, n, len, heads, dh, qkv, tok, p, key, first, out, lse, dout, dqkv,
+                              ws));
+    MUST(G->attention_bwd_lse(G, n, len, heads, dh, d_qkv, d_tok, p, key, first, d_out, d_lse,
+                              d_dout, d_dqkv, d_ws));
+    snprintf(what, sizeof what,
+             "attention_bwd_lse dqkv (n %d len %d heads %d dh %d p %.1f mask %d)", n, len, heads,
+             dh, (double)p, mask);
+    check_dev(what, d_dqkv, dqkv, nq, tol);
+    float *hs[] = { qkv, tok, out, lse, dout, dqkv, ws };
+    float *ds[] = { d_qkv, d_tok, d_out, d_lse, d_dout, d_dqkv, d_ws };
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) free(hs[i]), G->free(G, ds[i]);
+}
+
+/* Head dims above the kernels' register tiles are refused with a hint. */
+static void test_attention_lse_limits(void)
+{
+    float *d_x = NULL;
+    MUST(G->alloc(G, 3 * 129 * 4 * sizeof(float), (void **)&d_x));
+    dlt_clear_error();
+    dlt_status st = G->attention_fwd_lse(G, 1, 4, 1, 129, d_x, NULL, 0.0f, 1, 0, d_x, d_x, d_x);
+    check_true("attention_fwd_lse dh 129 is DLT_ERR_UNSUPPORTED", st == DLT_ERR_UNSUPPORTED,
+               dlt_last_error());
+    G->free(G, d_x);
 }
 
 /* Backend memory of n floats holding a host copy of x (G), or a heap copy
@@ -298,5 +378,15 @@ void test_cuda_seq_all(void)
     test_lstm(2, 5, 6, 7, 0, 1, TOL_TF32);   /* a smaller batch: another cuDNN shape */
     test_lstm(1, 1, 4, 8, 1, 0, TOL_TF32);   /* one step */
     test_lstm(8, 35, 64, 128, 1, 0, TOL_TF32);
+    test_attention_lse(3, 13, 3, 8, 0.0f, 1);
+    test_attention_lse(3, 13, 3, 8, 0.1f, 2);
+    test_attention_lse(2, 40, 3, 5, 0.0f, 0);      /* odd dh, partial key tile */
+    test_attention_lse(2, 128, 4, 64, 0.0f, 1);
+    test_attention_lse(2, 128, 4, 64, 0.1f, 1);
+    test_attention_lse(2, 512, 2, 64, 0.1f, 2);    /* BERT's longest sequences */
+    test_attention_lse(2, 77, 2, 100, 0.2f, 1);    /* dh not a multiple of 32 */
+    test_attention_lse(1, 33, 1, 128, 0.1f, 0);    /* dh 128: shared memory above 48 KiB */
+    test_attention_lse(2, 49, 2, 96, 0.0f, 2);
+    test_attention_lse_limits();
     test_precision();
 }
