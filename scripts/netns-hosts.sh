@@ -17,9 +17,13 @@
 # also get their own UTS namespace whose hostname is the host's name: Open
 # MPI names nodes, and its session directories (/tmp/ompi.HOST.UID), by
 # gethostname(), so without it every "host" would be the same node to MPI.
-# The names resolve through /etc/hosts lines tagged with "# DIR", which stop
-# deletes. mpirun, in the root namespace, starts its daemons (orted) through
-# `--mca plm_rsh_agent DIR/agent`, exactly as it would through ssh.
+# mpirun, in the root namespace, starts its daemons (orted) through
+# `--mca plm_rsh_agent DIR/agent`, as it would through ssh, and the agent
+# gives them a clean environment (PATH and HOME only), as ssh would: what a
+# rank needs from mpirun's environment must come through Open MPI (OMPI_*
+# variables and MCA parameters do; others need `mpirun -x NAME`). The names
+# need not resolve (no /etc/hosts edits): the agent maps a name to its
+# namespace, and Open MPI's daemons and ranks connect by address.
 #
 # Names and the subnet derive from this shell's PID, so two test runs at once
 # never share or remove each other's hosts; DIR/state records what start
@@ -54,12 +58,11 @@ kill_host() {
 
 if [ "$cmd" = stop ]; then
     [ -f "$DIR/state" ] || exit 0
-    # state lines: "ns NAME", "link NAME", "hosts"
+    # state lines: "ns NAME", "link NAME"
     while read -r kind name; do
         case $kind in
         ns) kill_host "$name"; ip netns del "$name" 2>/dev/null || true ;;
         link) ip link del "$name" 2>/dev/null || true ;;
-        hosts) sed -i "\\|# $DIR\$|d" /etc/hosts ;;
         esac
     done <"$DIR/state"
     rm -f "$DIR/state"
@@ -76,8 +79,15 @@ done
 
 mkdir -p "$DIR"
 : >"$DIR/state"
-tag=$(($$ % 100000))
-net="10.$((200 + $$ % 50)).$(($$ / 50 % 250 + 1))"
+tag=$$
+# the first free 10.A.B.0/24 from one derived from the PID (a subnet in use
+# here would route our traffic, or theirs, the wrong way)
+k=$$
+while :; do
+    net="10.$((200 + k % 50)).$((k / 50 % 250 + 1))"
+    ip -4 -o addr | grep -q " inet $net\." || ip -4 route | grep -q "^$net\." || break
+    k=$((k + 1))
+done
 br="dltbr$tag"
 # stop removes whatever got created if any step below fails
 ip link add "$br" type bridge 2>"$DIR/err" || need "cannot create a bridge: $(cat "$DIR/err")"
@@ -87,7 +97,6 @@ ip link set "$br" up
 
 hosts=""
 : >"$DIR/hostfile"
-echo hosts >>"$DIR/state"
 i=1
 while [ $i -le "$N" ]; do
     h="dlt${tag}h$i"
@@ -100,7 +109,6 @@ while [ $i -le "$N" ]; do
     ip -n "$h" link set lo up
     ip -n "$h" addr add "$net.$((i + 1))/24" dev "${h}p"
     ip -n "$h" link set "${h}p" up
-    echo "$net.$((i + 1)) $h # $DIR" >>/etc/hosts
     echo "$h slots=2" >>"$DIR/hostfile"
     hosts="$hosts $h"
     i=$((i + 1))
@@ -110,7 +118,7 @@ rm -f "$DIR/err"
 cat >"$DIR/agent" <<EOF
 #!/bin/sh
 # rsh agent for mpirun: HOST CMD... runs CMD on the namespace host HOST
-exec sh "$ME" exec "\$@"
+exec env -i PATH="$PATH" HOME="${HOME:-/root}" sh "$ME" exec "\$@"
 EOF
 chmod +x "$DIR/agent"
 

@@ -9,6 +9,8 @@
 #   the same global batch (relative difference <= 1e-5);
 # - kill -9 of rank 3 (on the second host) ends the job non-zero within the
 #   timeout, naming rank 3, with no process left on either host;
+# - an error on rank 3 reaches ranks 0 and 1 on the first host: each says
+#   "rank 3 failed" (dltrain's failure notices, over TCP between hosts);
 # - a network partition (host 2's veth goes down): the ranks on both sides
 #   time out, name the ranks on the other side and exit by themselves within
 #   comm.timeout_s + grace; mpirun can only finish its abort once the link is
@@ -24,8 +26,17 @@ fi
 NS="$TMP/hosts"
 MPIPID=""
 # namespaces, bridge, /etc/hosts lines and every process in the hosts go on
-# every way out, a signal included
-trap '[ -z "$MPIPID" ] || kill -9 "$MPIPID" 2>/dev/null; sh scripts/netns-hosts.sh stop "$NS"; rm -rf "$TMP"' EXIT
+# every way out, a signal included (under set -e: no step may fail)
+cleanup() {
+    # $MPIPID is timeout's PID; mpirun is its child, in timeout's process group
+    if [ -n "$MPIPID" ]; then
+        pkill -9 -P "$MPIPID" 2>/dev/null || true
+        kill -9 "$MPIPID" 2>/dev/null || true
+    fi
+    sh scripts/netns-hosts.sh stop "$NS" || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
 rc=0
 conf=$(sh scripts/netns-hosts.sh start "$NS" 2 2>"$TMP/ns.err") || rc=$?
@@ -109,13 +120,26 @@ sleep 0.3
 ! pgrep -f "run_dir=$TMP/kill" >/dev/null || fail "kill: processes left behind"
 echo "ok  kill -9 of rank 3 on $H2: job ended (exit $rc) in $took s, rank 3 named, no process left"
 
+# --- an error on rank 3: its notice crosses to the other host's ranks
+rc=0
+DLTRAIN_FAULT="rank:3,step:3,error" timeout 60 $MPIRUN_NS -x DLTRAIN_FAULT -np 4 "$BIN/dltrain" train "$TMP/mlp.yaml" \
+    run_dir="$TMP/error" >"$TMP/error.out" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || { cat "$TMP/error.out"; fail "error: the job exited $rc"; }
+for r in 0 1 2; do
+    grep -q "dltrain: error: rank $r: rank 3 failed (at its step 3" "$TMP/error.out" ||
+        { cat "$TMP/error.out"; fail "error: rank $r does not name rank 3"; }
+done
+grep -q "no word from" "$TMP/error.out" && { cat "$TMP/error.out"; fail "error: a rank did not answer"; }
+[ "$(left)" = 0 ] || fail "error: dltrain processes left on the hosts"
+echo "ok  error on rank 3 ($H2): ranks 0, 1 ($H1) and 2 name it; job exited $rc"
+
 # --- network partition: host 2 loses its link in the middle of training
 rc=0
 timeout 60 $MPIRUN_NS -np 4 "$BIN/dltrain" train "$TMP/mlp.yaml" run_dir="$TMP/part" train.max_steps=1000000 \
     train.epochs=100000 log.every=100 >"$TMP/part.out" 2>&1 &
 MPIPID=$!
 i=0
-until grep -q "step 100 " "$TMP/part.out"; do
+until grep -q "step 100 " "$TMP/part.out" 2>/dev/null; do
     i=$((i + 1))
     [ $i -lt 300 ] && kill -0 "$MPIPID" 2>/dev/null || { cat "$TMP/part.out"; fail "partition: training did not start"; }
     sleep 0.1
