@@ -15,6 +15,9 @@
 #   time out, name the ranks on the other side and exit by themselves within
 #   comm.timeout_s + grace; mpirun can only finish its abort once the link is
 #   back (it waits for host 2's daemon), and then exits non-zero;
+# - a firewall between the hosts (rank-to-rank traffic dropped, mpirun's own
+#   still passing): MPI starts, its first collective never finishes; the
+#   start-up watchdog (DLT_COMM_START_TIMEOUT) ends every rank, naming its host;
 # - `dltrain doctor` across the hosts reports 2 nodes, 2 ranks per node.
 # Skipped (exit 0, one SKIP line) where namespaces cannot be made (not root,
 # no CAP_NET_ADMIN, no iproute2) or mpirun is not Open MPI.
@@ -164,6 +167,29 @@ grep -q "rank [01]: no word from rank 2, 3: dead or hung" "$TMP/part.out" ||
 sleep 0.3
 [ "$(left)" = 0 ] || fail "partition: dltrain processes left on the hosts"
 echo "ok  partition of $H2: all 4 ranks ended by themselves in $took s naming the other side; mpirun exited $rc once the link was back"
+
+# --- a firewall between the hosts: mpirun still reaches both (through the
+# bridge's own address), but rank-to-rank traffic between them is dropped
+# (bridge port isolation), so MPI_Init succeeds and the first collective can
+# never finish: the start-up watchdog must end every rank
+bridge link set dev "${H1}v" isolated on
+bridge link set dev "${H2}v" isolated on
+t0=$(date +%s.%N)
+rc=0
+DLT_COMM_START_TIMEOUT=3 timeout 60 $MPIRUN_NS -x DLT_COMM_START_TIMEOUT -np 4 "$BIN/dltrain" train "$TMP/mlp.yaml" \
+    run_dir="$TMP/fw" >"$TMP/fw.out" 2>&1 || rc=$?
+took=$(secs "$t0")
+bridge link set dev "${H1}v" isolated off
+bridge link set dev "${H2}v" isolated off
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || { cat "$TMP/fw.out"; fail "firewall: the job exited $rc"; }
+for h in $H1 $H2; do
+    grep -q "dltrain: watchdog: MPI start-up on $h (.*firewall.*) did not finish within 3 s" "$TMP/fw.out" ||
+        { cat "$TMP/fw.out"; fail "firewall: no start-up watchdog message from $h"; }
+done
+"$PY" -c "import sys; sys.exit(float(sys.argv[1]) > 25)" "$took" || { cat "$TMP/fw.out"; fail "firewall: took $took s"; }
+sleep 0.3
+[ "$(left)" = 0 ] || fail "firewall: dltrain processes left on the hosts"
+echo "ok  firewall between the hosts: the start-up watchdog ended every rank in $took s (exit $rc), naming the hosts"
 
 # --- doctor across the hosts
 timeout 60 $MPIRUN_NS -np 4 "$BIN/dltrain" doctor --mib 1 >"$TMP/doc.out" 2>&1 || { cat "$TMP/doc.out"; fail "doctor on 2 hosts"; }
