@@ -78,6 +78,7 @@ for b in ip unshare hostname; do
 done
 
 mkdir -p "$DIR"
+[ ! -s "$DIR/state" ] || { echo "netns-hosts: $DIR holds running hosts: stop them first" >&2; exit 1; }
 : >"$DIR/state"
 tag=$$
 # the first free 10.A.B.0/24 from one derived from the PID (a subnet in use
