@@ -25,8 +25,8 @@
 # need not resolve (no /etc/hosts edits): the agent maps a name to its
 # namespace, and Open MPI's daemons and ranks connect by address.
 #
-# Names and the subnet derive from this shell's PID, so two test runs at once
-# never share or remove each other's hosts; DIR/state records what start
+# Names and the subnet are claimed per run (see the bridge below), so two
+# test runs at once never share or remove each other's hosts; DIR/state records what start
 # created, so stop removes exactly that, also after a failed start. Needs root
 # (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2, util-linux (unshare) and
 # hostname; exits 3 with the reason when the namespaces cannot be made.
@@ -80,19 +80,25 @@ done
 mkdir -p "$DIR"
 [ ! -s "$DIR/state" ] || { echo "netns-hosts: $DIR holds running hosts: stop them first" >&2; exit 1; }
 : >"$DIR/state"
+# The bridge's name claims a tag (from our PID, which a later run may get
+# again while our hosts still exist): the first one whose bridge we could
+# create is ours, and so are the names derived from it.
 tag=$$
-# the first free 10.A.B.0/24 from one derived from the PID (a subnet in use
+while ! ip link add "dltbr$tag" type bridge 2>"$DIR/err"; do
+    grep -q "File exists" "$DIR/err" || need "cannot create a bridge: $(cat "$DIR/err")"
+    tag=$((tag + 1))
+done
+br="dltbr$tag"
+# stop removes whatever got created if any step below fails
+echo "link $br" >>"$DIR/state"
+# the first free 10.A.B.0/24 from one derived from the tag (a subnet in use
 # here would route our traffic, or theirs, the wrong way)
-k=$$
+k=$tag
 while :; do
     net="10.$((200 + k % 50)).$((k / 50 % 250 + 1))"
     ip -4 -o addr | grep -q " inet $net\." || ip -4 route | grep -q "^$net\." || break
     k=$((k + 1))
 done
-br="dltbr$tag"
-# stop removes whatever got created if any step below fails
-ip link add "$br" type bridge 2>"$DIR/err" || need "cannot create a bridge: $(cat "$DIR/err")"
-echo "link $br" >>"$DIR/state"
 ip addr add "$net.1/24" dev "$br"
 ip link set "$br" up
 
@@ -103,7 +109,8 @@ while [ $i -le "$N" ]; do
     h="dlt${tag}h$i"
     ip netns add "$h" 2>"$DIR/err" || need "cannot create a network namespace: $(cat "$DIR/err")"
     echo "ns $h" >>"$DIR/state"
-    ip link add "${h}v" type veth peer name "${h}p"
+    ip netns exec "$h" unshare --uts true 2>"$DIR/err" || need "cannot create a UTS namespace: $(cat "$DIR/err")"
+    ip link add "${h}v" type veth peer name "${h}p" 2>"$DIR/err" || need "cannot create a veth pair: $(cat "$DIR/err")"
     echo "link ${h}v" >>"$DIR/state"
     ip link set "${h}v" master "$br" up
     ip link set "${h}p" netns "$h"
