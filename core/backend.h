@@ -268,6 +268,14 @@ struct dlt_backend {
      * of a host loop `acc += x[i]`; CUDA uses one fixed-order block
      * (deterministic). Queued like any op. */
     dlt_status (*sum_to)(dlt_backend *be, size_t n, const float *x, double *acc);
+
+    /* ---- sparse rows (the masked-LM head's logits gradient, core/layers/heads.c) ---- */
+    /* x(idx(i), :) = v for i < k: the rows of x (rows, dim) listed by idx (k),
+     * row indices as floats (as token ids), each an integer in [0, rows)
+     * (DLT_ERR_INVALID otherwise). One op however many rows, so that zeroing
+     * a gradient's few target rows is not one fill per row on a GPU. */
+    dlt_status (*fill_rows)(dlt_backend *be, int k, int dim, int rows, const float *idx, float v,
+                            float *x);
 };
 
 /* Upload slots (backend upload_async): two, for double buffering. */

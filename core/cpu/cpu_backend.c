@@ -131,6 +131,8 @@ static const dlt_backend cpu_table = {
     /* .upload_release    = */ dlt_cpu_upload_slot,
     /* .upload_host_wait  = */ dlt_cpu_upload_slot,
     /* .sum_to            = */ dlt_cpu_sum_to,
+
+    /* .fill_rows         = */ dlt_cpu_fill_rows,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by

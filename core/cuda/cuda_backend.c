@@ -355,6 +355,8 @@ static const dlt_backend cuda_table = {
     .upload_release = dlt_cuda_upload_release,
     .upload_host_wait = dlt_cuda_upload_host_wait,
     .sum_to = dlt_cuda_sum_to,
+
+    .fill_rows = dlt_cuda_fill_rows,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the
