@@ -13,7 +13,9 @@
  * (the last layer's first) and exactly contiguous; a state arena (running
  * statistics); activations and their gradients for the planned batch, one
  * buffer per layer output; per-step buffers; one workspace of the largest
- * request, shared because layers run one at a time.
+ * request, shared because layers run one at a time. Parameters are
+ * initialised per parameter from a generator keyed by (seed, parameter name),
+ * so the values do not depend on layer order, other layers or the rank.
  *
  * Backward ops accumulate (backend.h), so an output's gradient must be zero
  * before the first of its readers' backward adds into it. Rather than
@@ -21,9 +23,7 @@
  * model zeroes each one just before that first writer runs, for the step's
  * n samples only, and lets the producer say what it reads (zero_dy): the
  * sparse masked-LM head reads only its target rows of the (n, len, vocab)
- * logits gradient, which otherwise costs a full clear per step. Parameters are
- * initialised per parameter from a generator keyed by (seed, parameter name),
- * so the values do not depend on layer order, other layers or the rank.
+ * logits gradient, which otherwise costs a full clear per step.
  *
  * The same planner serves dlt_layer_create_standalone(), a single layer with
  * arenas of its own for tests and the PyTorch comparison. */
@@ -48,8 +48,8 @@ typedef struct {
 typedef struct {
     int src[DLT_MAX_INPUTS];     /* producing layer, -1: the model input */
     char alias[DLT_NAME_LEN];    /* the resblock this layer ends, or "" */
-    int first_reader;            /* the last layer reading this output, whose backward
-                                    writes its gradient first; -1: none */
+    int first_writer;            /* the first layer in backward order to write this
+                                    output's gradient (its last reader); -1: none */
 } node;
 
 struct dlt_model {
@@ -423,14 +423,14 @@ static dlt_status expand_resblock(dlt_model *m, const dlt_layer_spec *b)
  * and finds each output's first gradient writer in backward order. */
 static void wire_inputs(dlt_model *m)
 {
-    for (int k = 0; k < m->n_layers; k++) m->nodes[k].first_reader = -1;
+    for (int k = 0; k < m->n_layers; k++) m->nodes[k].first_writer = -1;
     for (int k = 0; k < m->n_layers; k++) {
         dlt_layer *l = &m->layers[k];
         for (int i = 0; i < l->n_in; i++) {
             int src = m->nodes[k].src[i];
             l->x[i].data = src < 0 ? m->input : m->layers[src].y.data;
             l->dx[i].data = src < 0 ? NULL : m->layers[src].dy.data;
-            if (src >= 0) m->nodes[src].first_reader = k;   /* k grows: the last reader */
+            if (src >= 0) m->nodes[src].first_writer = k;   /* k grows: the last reader */
         }
     }
 }
@@ -574,7 +574,7 @@ static dlt_status zero_input_grads(dlt_model *m, int k, int n)
     for (int i = 0; i < m->layers[k].n_in; i++) {
         int src = nd->src[i], seen = 0;
         for (int j = 0; j < i; j++) seen |= nd->src[j] == src;   /* add(x, x) */
-        if (src < 0 || seen || m->nodes[src].first_reader != k) continue;
+        if (src < 0 || seen || m->nodes[src].first_writer != k) continue;
         dlt_layer *p = &m->layers[src];
         if (p->ops->zero_dy) {
             DLT_CHECK(p->ops->zero_dy(p, n));

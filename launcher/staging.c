@@ -15,10 +15,11 @@
  * copying the batch into the slot). A source's buffer is valid until its
  * next call, i.e. the source may reuse it then; so before any fetch, and
  * before a reset lets the loader restart, upload_host_wait on every slot
- * makes sure no upload still reads a source buffer. In the steady state
- * that waits for the upload of the batch in use, queued a step ago behind
- * the compute of the batch before: already done, since the optimizer
- * reads the gradient norm every step. The host labels a batch came from
+ * makes sure no upload still reads a source buffer. That waits for the
+ * upload of the batch in use, queued a step earlier behind the compute of
+ * the batch two before: done long ago in the steady state (it bounds how
+ * far the host may run ahead of the GPU at two steps, more than enough to
+ * keep it fed). The host labels a batch came from
  * (dlt_staging_labels_host) stay valid until that same next fetch, i.e.
  * through the batch's forward and backward.
  *

@@ -662,13 +662,13 @@ int dlt_cmd_train(int argc, char **argv)
     dlt_dist_free(t.dist, t.run_dir);
     dlt_optim_free(&t.opt);
     dlt_model_free(t.model);
+    dlt_staging_free(&t.stg); /* first: its uploads may read the loaders' buffers */
     if (t.test_ld) dlt_loader_free(t.test_ld);
     if (t.train_ld) dlt_loader_free(t.train_ld);
     if (t.test_ds) dlt_dataset_close(t.test_ds);
     if (t.train_ds) dlt_dataset_close(t.train_ds);
     dlt_text_free(t.text);
     dlt_freeze_free(t.freeze);
-    dlt_staging_free(&t.stg);
     t.be->destroy(t.be);
     dlt_comm_free(t.comm);
     return 0;
