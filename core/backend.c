@@ -25,8 +25,8 @@ static const struct {
     OP(lstm_fwd), OP(lstm_bwd),
     OP(host_alloc), OP(host_free), OP(upload_async), OP(upload_wait), OP(upload_release),
     OP(upload_host_wait), OP(sum_to), OP(lstm_sizes),
-    OP(upload_host_wait), OP(sum_to),
     OP(attention_fwd_lse), OP(attention_bwd_lse),
+    OP(fill_rows),
 };
 #undef OP
 

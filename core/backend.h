@@ -304,6 +304,13 @@ struct dlt_backend {
                                     const float *qkv, const float *tokens, float p, uint64_t key,
                                     uint64_t first, const float *out, const float *lse,
                                     const float *dout, float *dqkv, float *ws);
+    /* ---- sparse rows (the masked-LM head's logits gradient, core/layers/heads.c) ---- */
+    /* x(idx(i), :) = v for i < k: the rows of x (rows, dim) listed by idx (k),
+     * row indices as floats (as token ids), each an integer in [0, rows)
+     * (DLT_ERR_INVALID otherwise). One op however many rows, so that zeroing
+     * a gradient's few target rows is not one fill per row on a GPU. */
+    dlt_status (*fill_rows)(dlt_backend *be, int k, int dim, int rows, const float *idx, float v,
+                            float *x);
 };
 
 /* Scratch floats of attention_fwd_lse / attention_bwd_lse: a row value per

@@ -11,7 +11,9 @@
  *  2. The model allocates all arenas once and points every declared float*
  *     into them; then init() fills parameters from a deterministic rng.
  *  3. forward()/backward() per step, for n <= the planned batch. backward()
- *     ACCUMULATES into l->dx[i] and parameter gradients (see backend.h).
+ *     ACCUMULATES into l->dx[i] and parameter gradients (see backend.h);
+ *     the model zeroes each l->dx[i] (its producer's dy) just before the
+ *     first of its consumers' backward runs (ops->zero_dy).
  *
  * Shapes include the batch dimension d[0] (the planned maximum). */
 #ifndef DLT_LAYER_H
@@ -93,6 +95,11 @@ typedef struct {
      * backward; attention derives its padding mask (id 0) from it. NULL: none. */
     const float *tokens;
     int64_t tokens_len;
+    /* (n) or (n, len): the labels again, in host memory, or NULL. A layer
+     * that needs labels on the host (the masked-LM head's list of target
+     * rows) reads them here; without them it downloads ctx->labels, a host
+     * sync per step on a GPU. The trainer, eval and predict fill it. */
+    const int32_t *labels_host;
 } dlt_step_ctx;
 
 typedef struct {
@@ -105,6 +112,13 @@ typedef struct {
     dlt_status (*forward)(dlt_layer *l, const dlt_step_ctx *ctx, int n);
     dlt_status (*backward)(dlt_layer *l, const dlt_step_ctx *ctx, int n);
     void (*free)(dlt_layer *l);                /* optional, frees priv extras */
+    /* Optional: zeroes the part of l->dy that backward() reads for a batch
+     * of n, after this step's forward and before any consumer accumulates
+     * into dy (the model calls it just before the first consumer's
+     * backward). NULL: the model zeroes all n samples of dy. A layer that
+     * reads only some rows of its output gradient (the sparse masked-LM
+     * head) saves zeroing the rest. */
+    dlt_status (*zero_dy)(dlt_layer *l, int n);
 } dlt_layer_ops;
 
 struct dlt_layer {

@@ -17,6 +17,14 @@
  * initialised per parameter from a generator keyed by (seed, parameter name),
  * so the values do not depend on layer order, other layers or the rank.
  *
+ * Backward ops accumulate (backend.h), so an output's gradient must be zero
+ * before the first of its readers' backward adds into it. Rather than
+ * clearing every activation gradient of the planned batch each step, the
+ * model zeroes each one just before that first writer runs, for the step's
+ * n samples only, and lets the producer say what it reads (zero_dy): the
+ * sparse masked-LM head reads only its target rows of the (n, len, vocab)
+ * logits gradient, which otherwise costs a full clear per step.
+ *
  * The same planner serves dlt_layer_create_standalone(), a single layer with
  * arenas of its own for tests and the PyTorch comparison. */
 #include "core/model.h"
@@ -40,6 +48,8 @@ typedef struct {
 typedef struct {
     int src[DLT_MAX_INPUTS];     /* producing layer, -1: the model input */
     char alias[DLT_NAME_LEN];    /* the resblock this layer ends, or "" */
+    int first_writer;            /* the first layer in backward order to write this
+                                    output's gradient (its last reader); -1: none */
 } node;
 
 struct dlt_model {
@@ -409,15 +419,18 @@ static dlt_status expand_resblock(dlt_model *m, const dlt_layer_spec *b)
     return block_tail(m, b, in_name, s.name, project, f, stride, "relu2");
 }
 
-/* Points every layer input at its producer's output (or the input copy). */
+/* Points every layer input at its producer's output (or the input copy),
+ * and finds each output's first gradient writer in backward order. */
 static void wire_inputs(dlt_model *m)
 {
+    for (int k = 0; k < m->n_layers; k++) m->nodes[k].first_writer = -1;
     for (int k = 0; k < m->n_layers; k++) {
         dlt_layer *l = &m->layers[k];
         for (int i = 0; i < l->n_in; i++) {
             int src = m->nodes[k].src[i];
             l->x[i].data = src < 0 ? m->input : m->layers[src].y.data;
             l->dx[i].data = src < 0 ? NULL : m->layers[src].dy.data;
+            if (src >= 0) m->nodes[src].first_writer = k;   /* k grows: the last reader */
         }
     }
 }
@@ -549,9 +562,35 @@ dlt_status dlt_model_forward(dlt_model *m, const float *x, int n, const dlt_step
     return DLT_OK;
 }
 
+/* Zeroes the output gradients that layer k's backward is the first to
+ * accumulate into (k is their producers' last reader), just before it runs:
+ * through the producer's zero_dy when it has one (it knows which rows its
+ * backward reads), else all n samples. Each gradient is zeroed once per
+ * backward however many layers read the value (residuals), and a value no
+ * layer reads keeps the zero gradient it was allocated with. */
+static dlt_status zero_input_grads(dlt_model *m, int k, int n)
+{
+    const node *nd = &m->nodes[k];
+    for (int i = 0; i < m->layers[k].n_in; i++) {
+        int src = nd->src[i], seen = 0;
+        for (int j = 0; j < i; j++) seen |= nd->src[j] == src;   /* add(x, x) */
+        if (src < 0 || seen || m->nodes[src].first_writer != k) continue;
+        dlt_layer *p = &m->layers[src];
+        if (p->ops->zero_dy) {
+            DLT_CHECK(p->ops->zero_dy(p, n));
+            continue;
+        }
+        size_t len = (size_t)n * (size_t)dlt_shape_sample_numel(&p->dy.shape);
+        DLT_CHECK(m->be->fill(m->be, p->dy.data, len, 0.0f));
+    }
+    return DLT_OK;
+}
+
 /* Backward; zero_grads = 0 accumulates into the gradient arena. Layer k's
  * parameters sit right after those of layers k+1.. (backward order), so once
- * layer k is done the arena is final up to the end of its parameters. */
+ * layer k is done the arena is final up to the end of its parameters.
+ * Activation gradients are zeroed per batch either way (zero_input_grads):
+ * accumulation over micro-batches concerns parameters only. */
 static dlt_status backward(dlt_model *m, int n, const dlt_step_ctx *ctx, float loss_scale,
                            int zero_grads)
 {
@@ -560,12 +599,12 @@ static dlt_status backward(dlt_model *m, int n, const dlt_step_ctx *ctx, float l
         return DLT_ERR(DLT_ERR_INVALID, "batch of %d samples, the model was built for 1 to %d", n,
                        m->max_batch);
     if (zero_grads && m->a.n_params) DLT_CHECK(be->fill(be, m->a.grads, m->a.n_params, 0.0f));
-    if (m->a.n_acts) DLT_CHECK(be->fill(be, m->a.act_grads, m->a.n_acts, 0.0f));
     dlt_loss_set_scale(&m->layers[m->n_layers - 1], loss_scale);
     dlt_step_ctx c = step_ctx(m, ctx);
     size_t ready = 0;
     for (int k = m->n_layers - 1; k >= 0; k--) {
         dlt_layer *l = &m->layers[k];
+        DLT_CHECK(zero_input_grads(m, k, n));
         DLT_CHECK(l->ops->backward(l, &c, n));
         for (int i = 0; i < l->n_params; i++) ready += (size_t)dlt_shape_numel(&l->params[i].shape);
         if (m->hook) DLT_CHECK(m->hook(m->hook_user, k, ready));

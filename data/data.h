@@ -83,8 +83,9 @@ typedef struct {
     int prefetch;            /* batches prepared ahead by background threads; 0: none */
     int threads;             /* worker threads when prefetch > 0 (0: 1) */
     const dlt_augment_cfg *augment; /* per-sample random augmentation; NULL: none */
-    dlt_backend *host_mem;   /* its host_alloc gives the prefetch buffers (page-locked
-                              * on CUDA, so uploads are true async copies); NULL: malloc */
+    dlt_backend *host_mem;   /* its host_alloc gives the batch buffers, prefetched or not
+                              * (page-locked on CUDA, so uploads straight from them are
+                              * true async copies); NULL: malloc */
 } dlt_loader_cfg;
 
 typedef struct dlt_loader *dlt_loader_t;

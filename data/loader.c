@@ -53,6 +53,7 @@ struct dlt_loader {
     int n_scratch;
     scratch *scr;         /* (n_scratch): one per worker */
     dlt_batch sync;       /* the batch buffer when there is no prefetch */
+    dlt_backend *mem;     /* host allocator of sync (page-locked on CUDA); NULL: malloc */
     dlt_prefetch *pf;
     int started;
     int64_t epoch, step;  /* the epoch and the next global batch of it */
@@ -146,6 +147,21 @@ static dlt_status produce(void *ctx, int worker, int64_t step, dlt_batch *bt)
 /* Contract (data.h): validates cfg against ds (DLT_ERR_INVALID with the
  * reason), allocates every buffer the loader will need and starts the
  * prefetch threads (idle until an epoch starts); ds must outlive the loader. */
+/* The synchronous batch buffer: l->mem's host memory when set, else malloc. */
+static void *sync_alloc(dlt_loader_t l, size_t bytes)
+{
+    void *p = NULL;
+    if (!l->mem) return malloc(bytes);
+    return l->mem->host_alloc(l->mem, bytes, &p) == DLT_OK ? p : NULL;
+}
+
+static void sync_free(dlt_loader_t l, void *p)
+{
+    if (!p) return;
+    if (l->mem) l->mem->host_free(l->mem, p);
+    else free(p);
+}
+
 dlt_status dlt_loader_init(dlt_dataset_t ds, const dlt_loader_cfg *cfg, dlt_loader_t *out)
 {
     if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_loader_init: out is NULL");
@@ -197,8 +213,11 @@ dlt_status dlt_loader_init(dlt_dataset_t ds, const dlt_loader_cfg *cfg, dlt_load
         ok = l->scr[i].idx && l->scr[i].raw && l->scr[i].aug;
     }
     if (ok && cfg->prefetch == 0) {
-        l->sync.x = malloc(cap * l->sample_elems * sizeof *l->sync.x);
-        l->sync.y = malloc(cap * sizeof *l->sync.y);
+        /* like the prefetch ring, from the backend's host allocator: the
+         * trainer uploads straight from this buffer */
+        l->mem = cfg->host_mem && cfg->host_mem->host_alloc ? cfg->host_mem : NULL;
+        l->sync.x = sync_alloc(l, cap * l->sample_elems * sizeof *l->sync.x);
+        l->sync.y = sync_alloc(l, cap * sizeof *l->sync.y);
         ok = l->sync.x && l->sync.y;
     }
     /* touch the batch-sized buffers now, so the first steps do not pay the
@@ -238,8 +257,8 @@ void dlt_loader_free(dlt_loader_t l)
         free(l->scr[i].aug);
     }
     free(l->scr);
-    free(l->sync.x);
-    free(l->sync.y);
+    sync_free(l, l->sync.x);
+    sync_free(l, l->sync.y);
     free(l->perm);
     free(l->lut);
     free(l->mean);

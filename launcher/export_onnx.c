@@ -484,7 +484,7 @@ static dlt_status write_check(dlt_model *m, dlt_backend *be, dlt_dataset_t ds, c
     DLT_CHECK_GOTO(be->alloc(be, (size_t)n * sizeof(int32_t), (void **)&y_dev), st, out);
     DLT_CHECK_GOTO(be->upload(be, x_dev, xn, (size_t)n * per * sizeof(float)), st, out);
     DLT_CHECK_GOTO(be->upload(be, y_dev, y, (size_t)n * sizeof(int32_t)), st, out);
-    dlt_step_ctx ctx = { .train = 0, .seed = c->seed, .labels = y_dev };
+    dlt_step_ctx ctx = { .train = 0, .seed = c->seed, .labels = y_dev, .labels_host = y };
     DLT_CHECK_GOTO(dlt_model_forward(m, x_dev, n, &ctx, NULL), st, out);
     DLT_CHECK_GOTO(be->download(be, logits, dlt_model_logits(m)->data, (size_t)n * (size_t)k * sizeof(float)),
                    st, out);

@@ -104,7 +104,9 @@ dlt_status dlt_infer_run(dlt_infer *r, const float *x, const int32_t *labels, in
         DLT_CHECK(be->upload(be, r->y_dev, labels, (size_t)n * sizeof(int32_t)));
     else
         DLT_CHECK(be->fill(be, (float *)r->y_dev, (size_t)n, 0.0f)); /* int32 0 == float 0.0 bits */
-    dlt_step_ctx ctx = { .train = 0, .seed = r->cfg.seed, .labels = r->y_dev };
+    /* host labels for layers that need them there (the masked-LM head; not
+     * in the image models run here, so NULL without labels costs nothing) */
+    dlt_step_ctx ctx = { .train = 0, .seed = r->cfg.seed, .labels = r->y_dev, .labels_host = labels };
     dlt_model_out out;
     DLT_CHECK(dlt_model_forward(r->model, r->x_dev, n, &ctx, &out));
     const dlt_tensor *lg = dlt_model_logits(r->model);

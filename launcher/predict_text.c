@@ -37,6 +37,7 @@ typedef struct {
     int L, V;
     float *x_dev;      /* (1, L) */
     int32_t *y_dev;    /* (1, L) all -1 */
+    int32_t *y_host;   /* (1, L) the same, on the host (ctx labels_host) */
     float *logits;     /* (L, V) host */
 } predictor;
 
@@ -82,16 +83,11 @@ static dlt_status open_predictor(predictor *p, const char *config, char **over, 
                        "model?)", ckpt, kept);
     DLT_CHECK(p->be->alloc(p->be, (size_t)p->L * sizeof(float), (void **)&p->x_dev));
     DLT_CHECK(p->be->alloc(p->be, (size_t)p->L * sizeof(int32_t), (void **)&p->y_dev));
-    int32_t *none = malloc((size_t)p->L * sizeof *none);
+    p->y_host = malloc((size_t)p->L * sizeof *p->y_host);
     p->logits = malloc((size_t)p->L * (size_t)p->V * sizeof *p->logits);
-    if (!none || !p->logits) {
-        free(none);
-        return DLT_ERR(DLT_ERR_NOMEM, "out of memory");
-    }
-    for (int i = 0; i < p->L; i++) none[i] = -1;
-    dlt_status st = p->be->upload(p->be, p->y_dev, none, (size_t)p->L * sizeof *none);
-    free(none);
-    return st;
+    if (!p->y_host || !p->logits) return DLT_ERR(DLT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < p->L; i++) p->y_host[i] = -1;
+    return p->be->upload(p->be, p->y_dev, p->y_host, (size_t)p->L * sizeof *p->y_host);
 }
 
 static void close_predictor(predictor *p)
@@ -103,6 +99,7 @@ static void close_predictor(predictor *p)
         p->be->destroy(p->be);
     }
     dlt_vocab_free(p->vocab);
+    free(p->y_host);
     free(p->logits);
 }
 
@@ -113,7 +110,7 @@ static dlt_status run(predictor *p, const int32_t *ids, int n)
     for (int i = 0; i < p->L; i++) x[i] = i < n ? (float)ids[i] : 0.0f;
     DLT_CHECK(p->be->upload(p->be, p->x_dev, x, (size_t)p->L * sizeof(float)));
     dlt_model_reset_state(p->model);
-    dlt_step_ctx ctx = { .train = 0, .seed = p->cfg.seed, .labels = p->y_dev };
+    dlt_step_ctx ctx = { .train = 0, .seed = p->cfg.seed, .labels = p->y_dev, .labels_host = p->y_host };
     dlt_model_out out;
     DLT_CHECK(dlt_model_forward(p->model, p->x_dev, 1, &ctx, &out));
     return p->be->download(p->be, p->logits, dlt_model_logits(p->model)->data,

@@ -1,14 +1,27 @@
 /* Batch staging and on-device metric sums (see staging.h).
  *
  * Slots. Slot s pairs a host buffer (backend host_alloc: page-locked on
- * CUDA) with a device buffer. A batch is fetched into a slot's host
- * buffer, uploaded with upload_async(s) and made visible to the compute
- * stream with upload_wait(s). When the loop moves on to the other slot,
+ * CUDA) with a device buffer. A batch is fetched, uploaded with
+ * upload_async(s) and made visible to the compute stream with
+ * upload_wait(s). When the loop moves on to the other slot,
  * upload_release(old) marks the compute work queued so far as the old
  * slot's last reader, so the next upload into it cannot overwrite a batch
- * still in use; and before a host buffer is refilled, upload_host_wait
- * makes sure its previous upload has read it. In the steady state each wait
- * is for work two batches old, i.e. already done.
+ * still in use.
+ *
+ * Sources. The upload reads the rows wherever the data source put them:
+ * in the slot's host buffer (text batches are written there) or in the
+ * source's own buffer (the image loader's batch, from the backend's
+ * host_alloc too, so on CUDA the copy is asynchronous without first
+ * copying the batch into the slot). A source's buffer is valid until its
+ * next call, i.e. the source may reuse it then; so before any fetch, and
+ * before a reset lets the loader restart, upload_host_wait on every slot
+ * makes sure no upload still reads a source buffer. That waits for the
+ * upload of the batch in use, queued a step earlier behind the compute of
+ * the batch two before: done long ago in the steady state (it bounds how
+ * far the host may run ahead of the GPU at two steps, more than enough to
+ * keep it fed). The host labels a batch came from
+ * (dlt_staging_labels_host) stay valid until that same next fetch, i.e.
+ * through the batch's forward and backward.
  *
  * Prefetch. The trainer calls dlt_staging_prefetch right after a step's
  * backward is queued and before the gradient reduction is waited for, so
@@ -34,6 +47,14 @@
 #include "launcher/staging.h"
 
 #include <string.h>
+
+/* Blocks until no upload reads a host buffer any more: the slots' own and
+ * the sources' (which a fetch or a loader restart may then reuse). */
+static dlt_status wait_sources(dlt_staging *s)
+{
+    for (int k = 0; k < DLT_UPLOAD_SLOTS; k++) DLT_CHECK(s->be->upload_host_wait(s->be, k));
+    return DLT_OK;
+}
 
 /* Contract: staging.h. */
 dlt_status dlt_staging_init(dlt_staging *s, dlt_backend *be, int max_local, int64_t sample_numel,
@@ -67,6 +88,7 @@ void dlt_staging_free(dlt_staging *s)
 {
     dlt_backend *be = s->be;
     if (!be) return;
+    if (be->upload_host_wait) (void)wait_sources(s);   /* sources may be freed next */
     for (int k = 0; k < DLT_UPLOAD_SLOTS; k++) {
         if (s->x_host[k]) be->host_free(be, s->x_host[k]);
         if (s->y_host[k]) be->host_free(be, s->y_host[k]);
@@ -77,13 +99,15 @@ void dlt_staging_free(dlt_staging *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Fetches the next batch of the split into slot k and queues its upload. */
+/* Fetches the next batch of the split for slot k and queues its upload
+ * from wherever the source put the rows. */
 static dlt_status load(dlt_staging *s, int k, int test, dlt_staged_batch *b)
 {
     dlt_backend *be = s->be;
-    DLT_CHECK(be->upload_host_wait(be, k));
+    DLT_CHECK(wait_sources(s));
     const float *x = NULL;
     const int32_t *y = NULL;
+    s->y_src[k] = NULL;
     DLT_CHECK(s->fetch(s->user, test, s->x_host[k], s->y_host[k], &x, &y, b));
     if (b->n < 0 || b->n > s->max_local)
         return DLT_ERR(DLT_ERR_INVALID, "staging: a batch of %d rows does not fit %d", b->n,
@@ -91,17 +115,7 @@ static dlt_status load(dlt_staging *s, int k, int test, dlt_staged_batch *b)
     if (b->n == 0) return DLT_OK;
     size_t xb = s->x_bytes / (size_t)s->max_local * (size_t)b->n;
     size_t yb = s->y_bytes / (size_t)s->max_local * (size_t)b->n;
-    /* the CPU copies from wherever the rows are; a GPU needs them pinned
-     * for the copy to be asynchronous (and the source's memory may be
-     * reused before the copy runs) */
-    if (!s->host_visible && x != s->x_host[k]) {
-        memcpy(s->x_host[k], x, xb);
-        x = s->x_host[k];
-    }
-    if (!s->host_visible && y != s->y_host[k]) {
-        memcpy(s->y_host[k], y, yb);
-        y = s->y_host[k];
-    }
+    s->y_src[k] = y;
     DLT_CHECK(be->upload_async(be, k, s->x_dev[k], x, xb));
     return be->upload_async(be, k, s->y_dev[k], y, yb);
 }
@@ -133,14 +147,24 @@ dlt_status dlt_staging_prefetch(dlt_staging *s)
 }
 
 /* Contract: staging.h. */
-void dlt_staging_reset(dlt_staging *s) { s->pending = 0; }
+dlt_status dlt_staging_reset(dlt_staging *s)
+{
+    s->pending = 0;
+    return wait_sources(s);
+}
 
-/* Contract: staging.h. The slot not in use; its last upload has been read. */
+/* Contract: staging.h. */
+const int32_t *dlt_staging_labels_host(const dlt_staging *s)
+{
+    return s->cur < 0 ? NULL : s->y_src[s->cur];
+}
+
+/* Contract: staging.h. The slot not in use; no upload reads any source. */
 dlt_status dlt_staging_scratch(dlt_staging *s, float **x_host, int32_t **y_host)
 {
     int k = s->cur < 0 ? 0 : s->cur ^ 1;
     s->pending = 0;
-    DLT_CHECK(s->be->upload_host_wait(s->be, k));
+    DLT_CHECK(wait_sources(s));
     *x_host = s->x_host[k];
     *y_host = s->y_host[k];
     return DLT_OK;

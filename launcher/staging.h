@@ -1,10 +1,10 @@
 /* Batch staging and on-device metric sums for the training loop.
  *
  * Batches reach the backend through two slots (double buffering): while
- * the step on slot A computes, the loader fills slot B's host buffer
- * (page-locked on a GPU) and its upload runs on the backend's copy stream
- * (backend.h "input staging"), so on a GPU neither the loader's copy nor
- * the PCIe transfer sits between two steps. The per-sample losses and
+ * the step on slot A computes, the next batch is fetched and its upload to
+ * slot B runs on the backend's copy stream (backend.h "input staging"),
+ * straight from the source's host buffer (page-locked on a GPU), so on a
+ * GPU neither a host copy nor the PCIe transfer sits between two steps. The per-sample losses and
  * correct counts are summed where they are computed (backend sum_to) and
  * read back only when a log line or an evaluation needs them, so a step
  * queues its work without waiting for the device. On the CPU the same
@@ -31,8 +31,9 @@ typedef struct {
 /* Supplies the next batch of the training (test = 0) or test split: *b,
  * and its rows in *x (rows, sample) and *y (rows, labels per sample):
  * either written into x_host / y_host (room for max_local rows), or
- * pointing at the source's own memory, valid until its next call (a
- * loader's buffer: no copy on the CPU). */
+ * pointing at the source's own memory, unchanged until its next call (a
+ * loader's buffer: uploaded from there, no copy; on a GPU it should come
+ * from the backend's host_alloc so that the upload is asynchronous). */
 typedef dlt_status (*dlt_fetch_fn)(void *user, int test, float *x_host, int32_t *y_host,
                                    const float **x, const int32_t **y, dlt_staged_batch *b);
 
@@ -49,6 +50,8 @@ typedef struct {
     int max_local;
     size_t x_bytes, y_bytes;                  /* per slot */
     float *x_host[DLT_UPLOAD_SLOTS];          /* (max_local, sample) host_alloc memory */
+    const int32_t *y_src[DLT_UPLOAD_SLOTS];   /* (n, label_numel) host labels the slot's
+                                                 batch was uploaded from, or NULL */
     int32_t *y_host[DLT_UPLOAD_SLOTS];        /* (max_local, label_numel) */
     float *x_dev[DLT_UPLOAD_SLOTS];           /* (max_local, sample) backend memory */
     int32_t *y_dev[DLT_UPLOAD_SLOTS];         /* (max_local, label_numel) */
@@ -77,10 +80,18 @@ dlt_status dlt_staging_next(dlt_staging *s, int test, dlt_staged_batch *b, float
  * upload; call once the current batch's forward and backward are queued. */
 dlt_status dlt_staging_prefetch(dlt_staging *s);
 
-/* Forgets a prefetched batch (a new epoch or split starts). */
-void dlt_staging_reset(dlt_staging *s);
+/* Forgets a prefetched batch (a new epoch or split starts) and waits until
+ * no upload reads a source's buffer, so the source may restart. */
+dlt_status dlt_staging_reset(dlt_staging *s);
 
-/* Host buffers that may be overwritten now (a loader's skip scratch). */
+/* The host labels (n, label_numel) of the batch dlt_staging_next gave last,
+ * or NULL before the first: what the device labels were uploaded from,
+ * valid until the next fetch (dlt_staging_prefetch, or next without a
+ * prefetched batch). For dlt_step_ctx.labels_host. */
+const int32_t *dlt_staging_labels_host(const dlt_staging *s);
+
+/* Host buffers that may be overwritten now (a loader's skip scratch);
+ * no upload reads any source's buffer any more. */
 dlt_status dlt_staging_scratch(dlt_staging *s, float **x_host, int32_t **y_host);
 
 /* Adds a forward pass's per-sample outputs (n rows) to sum set `set`:

@@ -207,7 +207,7 @@ static int64_t data_steps(trainer *t)
 
 static dlt_status data_start(trainer *t, int test, int64_t epoch)
 {
-    dlt_staging_reset(&t->stg);
+    DLT_CHECK(dlt_staging_reset(&t->stg));
     if (t->text) return dlt_text_start_epoch(t->text, test, epoch, t->model);
     return dlt_loader_start_epoch(test ? t->test_ld : t->train_ld, epoch);
 }
@@ -218,7 +218,7 @@ static dlt_status data_next(void *user, int test, float *x_host, int32_t *y_host
 {
     trainer *t = user;
     if (!t->text) {
-        /* by reference: uploaded straight from the loader's buffer, no copy */
+        /* by reference: uploaded straight from the loader's (page-locked) buffer, no copy */
         DLT_CHECK(dlt_loader_next_ref(test ? t->test_ld : t->train_ld, x, y, &b->n, &b->sample0, &b->global_n));
         b->count = b->global_n;
         return DLT_OK;
@@ -373,7 +373,8 @@ static void evaluate(trainer *t, double *loss, double *acc)
         STEP_CHECK(t, dlt_staging_next(&t->stg, 1, &b, &x, &y));
         if (b.global_n == 0) break;
         if (b.n == 0) continue;
-        dlt_step_ctx ctx = { .train = 0, .seed = t->cfg.seed, .sample0 = b.sample0, .labels = y };
+        dlt_step_ctx ctx = { .train = 0, .seed = t->cfg.seed, .sample0 = b.sample0, .labels = y,
+                             .labels_host = dlt_staging_labels_host(&t->stg) };
         dlt_model_out out;
         STEP_CHECK(t, dlt_model_forward(t->model, x, b.n, &ctx, &out));
         STEP_CHECK(t, dlt_staging_add(&t->stg, DLT_SUMS_EVAL, &out, b.n, 1));
@@ -412,7 +413,8 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
         win->wait += now_s() - tw;
         if (b.global_n == 0) return 0;
 
-        dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = b.sample0, .labels = y };
+        dlt_step_ctx ctx = { .train = 1, .seed = t->cfg.seed, .step = step, .sample0 = b.sample0, .labels = y,
+                             .labels_host = dlt_staging_labels_host(&t->stg) };
         if (b.n > 0) {
             dlt_model_out out;
             STEP_CHECK(t, dlt_fault_maybe(&t->fault, t->rank, step));
@@ -660,13 +662,13 @@ int dlt_cmd_train(int argc, char **argv)
     dlt_dist_free(t.dist, t.run_dir);
     dlt_optim_free(&t.opt);
     dlt_model_free(t.model);
+    dlt_staging_free(&t.stg); /* first: its uploads may read the loaders' buffers */
     if (t.test_ld) dlt_loader_free(t.test_ld);
     if (t.train_ld) dlt_loader_free(t.train_ld);
     if (t.test_ds) dlt_dataset_close(t.test_ds);
     if (t.train_ds) dlt_dataset_close(t.train_ds);
     dlt_text_free(t.text);
     dlt_freeze_free(t.freeze);
-    dlt_staging_free(&t.stg);
     t.be->destroy(t.be);
     dlt_comm_free(t.comm);
     return 0;

@@ -135,6 +135,7 @@ static const dlt_backend cpu_table = {
     /* .lstm_sizes        = */ dlt_cpu_lstm_sizes,
     /* .attention_fwd_lse = */ dlt_cpu_attention_fwd_lse,
     /* .attention_bwd_lse = */ dlt_cpu_attention_bwd_lse,
+    /* .fill_rows         = */ dlt_cpu_fill_rows,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by

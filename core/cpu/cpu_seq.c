@@ -73,6 +73,20 @@ dlt_status dlt_cpu_embedding_bwd(dlt_backend *be, int t, int dim, int vocab, con
     return DLT_OK;
 }
 
+/* x rows idx(i) (k) = v; the rows are checked like token ids first. */
+dlt_status dlt_cpu_fill_rows(dlt_backend *be, int k, int dim, int rows, const float *idx, float v,
+                             float *x)
+{
+    if (dim <= 0) return DLT_ERR(DLT_ERR_SHAPE, "fill_rows: bad sizes k=%d dim=%d", k, dim);
+    DLT_CHECK(check_ids(k, rows, idx, "fill_rows"));
+    for (int i = 0; i < k; i++) {
+        float *restrict o = x + (size_t)idx[i] * dim;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) o[j] = v;
+    }
+    return DLT_OK;
+}
+
 /* y (rows, dim) = (x - mean) rstd gamma + beta per row; mean, rstd (rows). */
 dlt_status dlt_cpu_layernorm_fwd(dlt_backend *be, int rows, int dim, float eps, const float *x,
                                  const float *gamma, const float *beta, float *y, float *mean,

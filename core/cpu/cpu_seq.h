@@ -15,6 +15,8 @@ dlt_status dlt_cpu_embedding_fwd(dlt_backend *be, int t, int dim, int vocab, con
                                  const float *w, float *y);
 dlt_status dlt_cpu_embedding_bwd(dlt_backend *be, int t, int dim, int vocab, const float *ids,
                                  const float *dy, int padding_idx, float *dw);
+dlt_status dlt_cpu_fill_rows(dlt_backend *be, int k, int dim, int rows, const float *idx, float v,
+                             float *x);
 dlt_status dlt_cpu_layernorm_fwd(dlt_backend *be, int rows, int dim, float eps, const float *x,
                                  const float *gamma, const float *beta, float *y, float *mean,
                                  float *rstd);

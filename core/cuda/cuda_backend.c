@@ -360,6 +360,7 @@ static const dlt_backend cuda_table = {
     .lstm_sizes = dlt_cuda_lstm_sizes,
     .attention_fwd_lse = dlt_cuda_attention_fwd_lse,
     .attention_bwd_lse = dlt_cuda_attention_bwd_lse,
+    .fill_rows = dlt_cuda_fill_rows,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

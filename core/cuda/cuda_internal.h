@@ -239,6 +239,8 @@ dlt_status dlt_cuda_embedding_fwd(dlt_backend *be, int t, int dim, int vocab, co
                                   const float *w, float *y);
 dlt_status dlt_cuda_embedding_bwd(dlt_backend *be, int t, int dim, int vocab, const float *ids,
                                   const float *dy, int padding_idx, float *dw);
+dlt_status dlt_cuda_fill_rows(dlt_backend *be, int k, int dim, int rows, const float *idx,
+                              float v, float *x);
 dlt_status dlt_cuda_layernorm_fwd(dlt_backend *be, int rows, int dim, float eps, const float *x,
                                   const float *gamma, const float *beta, float *y, float *mean,
                                   float *rstd);

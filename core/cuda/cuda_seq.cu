@@ -65,6 +65,21 @@ __global__ void k_embed_fwd(int t, int dim, int vocab, const float *__restrict__
     for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = ok ? src[j] : 0.0f;
 }
 
+/* x rows idx(i) = v; one block per listed row, threads over dim. An
+ * invalid row index is recorded and skipped, as an invalid token id. */
+__global__ void k_fill_rows(int k, int dim, int rows, const float *__restrict__ idx, float v,
+                            float *__restrict__ x, dlt_cuda_data_err *err)
+{
+    const int i = blockIdx.x;
+    const float f = idx[i];
+    if (!(f >= 0.0f && f < (float)rows && f == floorf(f))) {
+        if (threadIdx.x == 0) record_err(err, DLT_CUDA_DATA_ERR_EMBED_ID, i, f, rows);
+        return;
+    }
+    float *dst = x + (size_t)(int)f * dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = v;
+}
+
 /* dw rows += dy rows in token order; grid (column slices of 32, EMB_BUCKETS),
  * one warp per block. */
 __global__ void k_embed_bwd(int t, int dim, int vocab, const float *__restrict__ ids,
@@ -306,6 +321,20 @@ extern "C" dlt_status dlt_cuda_embedding_fwd(dlt_backend *be, int t, int dim, in
     const int threads = dim >= 256 ? 256 : (dim + 31) / 32 * 32;
     k_embed_fwd<<<t, threads, 0, impl->stream>>>(t, dim, vocab, ids, w, y, impl->data_err_dev);
     KERNEL_CHECK("embed_fwd");
+    return DLT_OK;
+}
+
+extern "C" dlt_status dlt_cuda_fill_rows(dlt_backend *be, int k, int dim, int rows,
+                                         const float *idx, float v, float *x)
+{
+    if (k < 0 || dim <= 0 || rows <= 0)
+        return DLT_ERR(DLT_ERR_SHAPE, "fill_rows: bad sizes k=%d dim=%d rows=%d", k, dim, rows);
+    if (k == 0) return DLT_OK;
+    CUDA_ENTER(be);
+    dlt_cuda_impl *impl = dlt_cuda_of(be);
+    const int threads = dim >= 256 ? 256 : (dim + 31) / 32 * 32;
+    k_fill_rows<<<k, threads, 0, impl->stream>>>(k, dim, rows, idx, v, x, impl->data_err_dev);
+    KERNEL_CHECK("fill_rows");
     return DLT_OK;
 }
 

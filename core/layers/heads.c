@@ -22,8 +22,13 @@
  * were; the loss skips them); backward gathers the same rows of dy. Sums
  * equal the full decoder's up to the order of floating-point additions.
  * Steps without targets (predict, whose labels are all -1), with more
- * (language models) and standalone layers compute every row. The labels
- * are read on the host (a copy of n len ints) to build the row list.
+ * (language models) and standalone layers compute every row. The row list
+ * is built on the host from ctx->labels_host, the copy the trainer's
+ * staging (and eval and predict) already hold; only a caller without one
+ * (unit tests, tools) costs a download of n len ints, a sync on a GPU.
+ * The logits gradient follows the same rows: the loss writes only target
+ * rows and backward reads only those, so the head's zero_dy clears just
+ * them (fill_rows) instead of the model clearing all (n, len, vocab).
  *
  * Biases go through dlt_seq_bias_add/grad (gemms with a vector of ones).
  *
@@ -132,10 +137,14 @@ static dlt_status mlm_targets(dlt_layer *l, const dlt_step_ctx *ctx, int rows)
     mlm_priv *p = l->priv;
     p->k = -1;
     if (!p->sparse || !ctx->labels) return DLT_OK;
-    DLT_CHECK(l->be->download(l->be, p->lab_host, ctx->labels, (size_t)rows * sizeof(int32_t)));
+    const int32_t *lab = ctx->labels_host;
+    if (!lab) {   /* no host copy from the caller: fetch one (a sync on a GPU) */
+        DLT_CHECK(l->be->download(l->be, p->lab_host, ctx->labels, (size_t)rows * sizeof(int32_t)));
+        lab = p->lab_host;
+    }
     int k = 0;
     for (int r = 0; r < rows; r++)
-        if (p->lab_host[r] >= 0) p->idx_host[k++] = (float)r;
+        if (lab[r] >= 0) p->idx_host[k++] = (float)r;
     if (k == 0 || k > p->cap) return DLT_OK;
     DLT_CHECK(l->be->upload(l->be, p->idx, p->idx_host, (size_t)k * sizeof(float)));
     p->k = k;
@@ -179,8 +188,8 @@ static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
 }
 
 /* dhn (rows, D) = dy E, E->g += dy^T hn, decoder bias += sum dy: over
- * every row, or over the forward's target rows (the loss leaves the others'
- * dy at zero, so both give the same sums). */
+ * every row, or over the forward's target rows (the only rows the loss
+ * writes and mlm_zero_dy clears; the others' dy is stale and never read). */
 static dlt_status mlm_decoder_bwd(dlt_layer *l, const dlt_param *E, int rows, float *dhn,
                                   float *chunk)
 {
@@ -203,6 +212,17 @@ static dlt_status mlm_decoder_bwd(dlt_layer *l, const dlt_param *E, int rows, fl
     DLT_CHECK(dlt_seq_bias_grad(be, m, V, dyc, p->ones, P[p->bias].g));
     DLT_CHECK(be->gemm(be, 0, 0, m, D, V, 1.0f, dyc, V, E->w, D, 0.0f, dhc, D));
     return be->embedding_bwd(be, m, D, rows, p->idx, dhc, -1, dhn);
+}
+
+/* Contract (layer.h zero_dy): the rows of dy backward reads, i.e. the
+ * forward's target rows when it gathered them, else all n len rows. */
+static dlt_status mlm_zero_dy(dlt_layer *l, int n)
+{
+    mlm_priv *p = l->priv;
+    dlt_backend *be = l->be;
+    const int rows = n * p->len;
+    if (p->k < 0) return be->fill(be, l->dy.data, (size_t)rows * p->vocab, 0.0f);
+    return be->fill_rows(be, p->k, p->vocab, rows, p->idx, 0.0f, l->dy.data);
 }
 
 static dlt_status mlm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
@@ -238,6 +258,7 @@ const dlt_layer_ops dlt_layer_mlm_head = {
     .forward = mlm_forward,
     .backward = mlm_backward,
     .free = NULL,
+    .zero_dy = mlm_zero_dy,
 };
 
 dlt_status dlt_layers_link(dlt_layer *layers, int n)

@@ -87,7 +87,7 @@ static const char *const ops_transformer[] = { "gemm", "bias_add", "bias_grad", 
 static const char *const ops_lstm[] = { "lstm_sizes", "lstm_fwd", "lstm_bwd", "dropout_fwd",
                                         "mul_acc", "axpy", "fill", NULL };
 static const char *const ops_mlm[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
-                                       "layernorm_fwd", "layernorm_bwd", "fill", NULL };
+                                       "layernorm_fwd", "layernorm_bwd", "fill", "fill_rows", NULL };
 static const char *const ops_pooler[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
                                           "fill", NULL };
 

@@ -54,6 +54,28 @@ static void test_embedding(int t, int dim, int vocab)
     G->free(G, d_ids), G->free(G, d_w), G->free(G, d_y), G->free(G, d_dy), G->free(G, d_dw);
 }
 
+/* fill_rows: the listed rows of x take v, the others keep their values
+ * (exactly); a row index outside [0, rows) is DLT_ERR_INVALID at sync. */
+static void test_fill_rows(int k, int dim, int rows)
+{
+    float *idx = malloc((size_t)k * sizeof *idx), *x = rnd((size_t)rows * dim, -1, 1);
+    for (int i = 0; i < k; i++) idx[i] = (float)((i * 7 + 3) % rows);   /* repeats when k > rows/7 */
+    float *d_idx = fup(idx, k), *d_x = fup(x, (size_t)rows * dim);
+    MUST(C->fill_rows(C, k, dim, rows, idx, 0.0f, x));
+    MUST(G->fill_rows(G, k, dim, rows, d_idx, 0.0f, d_x));
+    check_dev("fill_rows", d_x, x, (size_t)rows * dim, 0.0);
+    idx[k / 2] = (float)rows;
+    MUST(G->upload(G, d_idx, idx, (size_t)k * sizeof(float)));
+    dlt_clear_error();
+    dlt_status st = G->fill_rows(G, k, dim, rows, d_idx, 0.0f, d_x);
+    if (st == DLT_OK) st = G->sync(G);
+    check_true("fill_rows row >= rows is DLT_ERR_INVALID at sync", st == DLT_ERR_INVALID,
+               dlt_last_error());
+    check_true("... and the error is cleared afterwards", G->sync(G) == DLT_OK, NULL);
+    free(idx), free(x);
+    G->free(G, d_idx), G->free(G, d_x);
+}
+
 static void test_layernorm(int rows, int dim)
 {
     const size_t n = (size_t)rows * dim;
@@ -364,6 +386,8 @@ void test_cuda_seq_all(void)
 {
     test_embedding(300, 70, 50);
     test_embedding(4000, 768, 30522);
+    test_fill_rows(37, 70, 300);
+    test_fill_rows(600, 30522, 1024);   /* a masked-LM logits gradient's target rows */
     test_layernorm(37, 200);
     test_layernorm(1024, 768);
     test_xent_seq(4, 9, 1000);

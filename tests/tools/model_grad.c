@@ -120,7 +120,7 @@ static int run(const char *config, const char *ckpt, const char *batch, const ch
      * is the one measured (and which may compute only target rows) */
     int32_t *none = malloc(n_lab * sizeof *none);
     for (size_t i = 0; i < n_lab; i++) none[i] = lnd == 2 ? -1 : lab[i];   /* (n): a class each */
-    dlt_step_ctx ctx0 = { .train = 0, .seed = c.seed, .labels = y };
+    dlt_step_ctx ctx0 = { .train = 0, .seed = c.seed, .labels = y, .labels_host = none };
     dlt_model_out out;
     const dlt_tensor *lg = dlt_model_logits(m);
     dlt_shape ls = lg->shape;
@@ -132,7 +132,7 @@ static int run(const char *config, const char *ckpt, const char *batch, const ch
         be->upload(be, y, lab, n_lab * sizeof(int32_t)) != DLT_OK)
         return fail(dlt_last_error());
     free(none);
-    dlt_step_ctx ctx = { .train = 0, .seed = c.seed, .labels = y };
+    dlt_step_ctx ctx = { .train = 0, .seed = c.seed, .labels = y, .labels_host = lab };
     if (dlt_model_forward(m, x, n, &ctx, &out) != DLT_OK ||
         dlt_model_backward(m, n, &ctx, (float)(1.0 / (counted > 0 ? counted : 1))) != DLT_OK ||
         be->sync(be) != DLT_OK)

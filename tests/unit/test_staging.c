@@ -1,6 +1,7 @@
 /* Batch staging (launcher/staging.c) and the backend ops under it on the CPU
- * backend: sum_to, the upload slot ops, host_alloc. The CUDA versions are
- * compared with these in tests/gpu/test_cuda_ops.c. */
+ * backend: sum_to, the upload slot ops, host_alloc; and staging's GPU path
+ * on a CPU backend whose uploads run late, as on a copy stream. The CUDA
+ * versions are compared with these in tests/gpu/test_cuda_ops.c. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -127,12 +128,117 @@ START_TEST(test_prefetch_order)
     src.calls = 0;
     src.batches = 9;
     ck_assert_int_eq(dlt_staging_prefetch(&s), DLT_OK);
-    dlt_staging_reset(&s);
+    ck_assert_int_eq(dlt_staging_reset(&s), DLT_OK);
     expect_batch(&s, 1, 1);
     float *sx;
     int32_t *sy;
     ck_assert_int_eq(dlt_staging_scratch(&s, &sx, &sy), DLT_OK);
     ck_assert_ptr_ne(sx, s.x_host[s.cur]);            /* never the slot in use */
+    dlt_staging_free(&s);
+}
+END_TEST
+
+/* ---- a GPU-like backend on the CPU: uploads run late ----
+ * upload_async only records the copy; it runs when the host waits for it
+ * (upload_host_wait) or when the test says the compute stream got there
+ * (late_run), as on a copy stream behind a busy GPU; upload_wait blocks
+ * nothing. Backend memory is host memory, but the name is not "cpu", so
+ * staging takes the GPU path. */
+enum { PENDING = 4 };
+static struct {
+    void *dst[DLT_UPLOAD_SLOTS][PENDING];
+    const void *src[DLT_UPLOAD_SLOTS][PENDING];
+    size_t bytes[DLT_UPLOAD_SLOTS][PENDING];
+    int n[DLT_UPLOAD_SLOTS];
+    const void *last_src[2];   /* sources of the last two uploads (x, y) */
+    int uploads;
+} late;
+
+static dlt_status late_async(dlt_backend *b, int slot, void *dst, const void *src, size_t bytes)
+{
+    ck_assert(slot >= 0 && slot < DLT_UPLOAD_SLOTS && late.n[slot] < PENDING);
+    int i = late.n[slot]++;
+    late.dst[slot][i] = dst;
+    late.src[slot][i] = src;
+    late.bytes[slot][i] = bytes;
+    late.last_src[late.uploads++ % 2] = src;
+    return DLT_OK;
+}
+
+static dlt_status late_nop(dlt_backend *b, int slot) { return DLT_OK; }
+
+static dlt_status late_run(dlt_backend *b, int slot)
+{
+    for (int i = 0; i < late.n[slot]; i++)
+        memcpy(late.dst[slot][i], late.src[slot][i], late.bytes[slot][i]);
+    late.n[slot] = 0;
+    return DLT_OK;
+}
+
+/* A source that hands out every batch by reference in one buffer of its
+ * own, and scribbles over it when called again (a loader may reuse its
+ * buffer then): an upload still pending at that point gets garbage. */
+static dlt_status fetch_reused(void *user, int test, float *x_host, int32_t *y_host,
+                               const float **x, const int32_t **y, dlt_staged_batch *b)
+{
+    source *src = user;
+    for (int i = 0; i < 6; i++) src->own_x[i] = -1.0f;
+    for (int i = 0; i < 3; i++) src->own_y[i] = -1;
+    int k = src->calls++;
+    *b = (dlt_staged_batch){ .n = 3, .global_n = 6, .sample0 = 3 * k, .count = 6 };
+    if (k >= src->batches) *b = (dlt_staged_batch){ 0 };
+    for (int i = 0; i < 6; i++) src->own_x[i] = (float)(100 * k + i) + (test ? 0.5f : 0.0f);
+    for (int i = 0; i < 3; i++) src->own_y[i] = 10 * k + i;
+    *x = src->own_x;
+    *y = src->own_y;
+    return DLT_OK;
+}
+
+/* On the GPU path, batches are uploaded straight from the source's buffer
+ * (no copy into the staging buffers: the upload's source is the source's
+ * memory), every batch arrives intact although the source reuses its
+ * buffer at each call and the copies run late, and the host labels of the
+ * batch in use are the source's. */
+START_TEST(test_upload_from_source)
+{
+    dlt_backend fake = *be;
+    fake.name = "fake-gpu";
+    fake.upload_async = late_async;
+    fake.upload_wait = late_nop;
+    fake.upload_host_wait = late_run;
+    memset(&late, 0, sizeof late);
+    source src = { .batches = 40 };
+    dlt_staging s;
+    ck_assert_int_eq(dlt_staging_init(&s, &fake, 4, 2, 1, fetch_reused, &src), DLT_OK);
+    ck_assert_ptr_null(dlt_staging_labels_host(&s));
+    for (int k = 0; k < 30; k++) {
+        dlt_staged_batch b;
+        float *x;
+        int32_t *y;
+        ck_assert_int_eq(dlt_staging_next(&s, 0, &b, &x, &y), DLT_OK);
+        ck_assert_int_eq(b.sample0, 3 * k);
+        ck_assert_ptr_eq(dlt_staging_labels_host(&s), src.own_y);
+        ck_assert_int_eq(src.own_y[1], 10 * k + 1);   /* the host labels are this batch's */
+        /* the trainer queues the step, then fetches the next batch; the
+         * GPU reaches this batch's upload only now */
+        ck_assert_int_eq(dlt_staging_prefetch(&s), DLT_OK);
+        ck_assert_ptr_eq(late.last_src[0], src.own_x);   /* no staging copy on the way */
+        ck_assert_ptr_eq(late.last_src[1], src.own_y);
+        late_run(&fake, s.cur);
+        for (int i = 0; i < 6; i++) ck_assert_float_eq(x[i], (float)(100 * k + i));
+        for (int i = 0; i < 3; i++) ck_assert_int_eq(y[i], 10 * k + i);
+    }
+    /* an evaluation in between: the pending training batch is dropped */
+    ck_assert_int_eq(dlt_staging_reset(&s), DLT_OK);
+    int calls = src.calls;
+    for (int k = 0; k < 3; k++) {
+        dlt_staged_batch b;
+        float *x;
+        int32_t *y;
+        ck_assert_int_eq(dlt_staging_next(&s, 1, &b, &x, &y), DLT_OK);
+        late_run(&fake, s.cur);
+        ck_assert_float_eq(x[5], (float)(100 * (calls + k) + 5) + 0.5f);
+    }
     dlt_staging_free(&s);
 }
 END_TEST
@@ -189,6 +295,7 @@ int main(void)
     tcase_add_test(tc, test_sum_to_matches_host_loop);
     tcase_add_test(tc, test_upload_slots);
     tcase_add_test(tc, test_prefetch_order);
+    tcase_add_test(tc, test_upload_from_source);
     tcase_add_test(tc, test_sums);
     tcase_add_test(tc, test_missing_op);
     suite_add_tcase(s, tc);
