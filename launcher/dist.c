@@ -64,6 +64,7 @@ struct dlt_dist {
     double timeout_s;            /* comm.timeout_s, for NCCL */
     int64_t steps;               /* statistics for comm.json */
     double backward_s, wait_s, comm_s;
+    double gather_s;             /* ZeRO-1: the parameter all-gathers */
 };
 
 /* Looks up `name` in the shared object that implements backend be. */
@@ -329,7 +330,10 @@ dlt_status dlt_dist_gather(dlt_dist *d)
 {
     if (!d->zero || !d->buckets) return DLT_OK;
     size_t n;
-    return dlt_buckets_gather(d->buckets, dlt_model_params(d->model, &n));
+    double t = dlt_buckets_now();
+    DLT_CHECK(dlt_buckets_gather(d->buckets, dlt_model_params(d->model, &n)));
+    d->gather_s += dlt_buckets_now() - t;
+    return DLT_OK;
 }
 
 /* Contract: see dist.h. */
@@ -345,10 +349,12 @@ void dlt_dist_free(dlt_dist *d, const char *run_dir)
             dlt_model_grads(d->model, &n);
             fprintf(f, "{\"world\": %d, \"grad_floats\": %zu, \"buckets\": %d, \"bucket_floats\": %zu, "
                        "\"steps\": %lld, \"backward_s_per_step\": %.6f, \"wait_s_per_step\": %.6f, "
-                       "\"comm_s_per_step\": %.6f, \"comm_thread\": %d, \"zero\": %d}\n",
+                       "\"comm_s_per_step\": %.6f, \"comm_thread\": %d, \"zero\": %d, "
+                       "\"gather_s_per_step\": %.6f}\n",
                     d->world, n, d->buckets ? dlt_buckets_count(d->buckets) : 0, d->bucket_floats,
                     (long long)d->steps, d->backward_s / (double)d->steps, d->wait_s / (double)d->steps,
-                    d->comm_s / (double)d->steps, d->buckets ? dlt_buckets_threaded(d->buckets) : 0, d->zero != NULL);
+                    d->comm_s / (double)d->steps, d->buckets ? dlt_buckets_threaded(d->buckets) : 0, d->zero != NULL,
+                    d->gather_s / (double)d->steps);
             fclose(f);
         }
     }

@@ -48,7 +48,8 @@ dlt_status dlt_dist_gather(dlt_dist *d);
 
 /* Frees d; rank 0 writes run_dir/comm.json (bucket count, mean seconds
  * per step in backward, waiting for reductions after it, and with any
- * reduction in flight; whether a communication thread drove them). NULL is
+ * reduction in flight; whether a communication thread drove them; ZeRO:
+ * whether on, and seconds per step in the parameter all-gather). NULL is
  * a no-op. */
 void dlt_dist_free(dlt_dist *d, const char *run_dir);
 
