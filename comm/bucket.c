@@ -39,15 +39,9 @@
  * the requests in flight, one round of each reduction's algorithm per
  * layer. The choice is agreed over all ranks at init.
  *
- * ZeRO-1 (dlt_buckets_init_zero): the same machinery, each bucket an
- * MPI_Ireduce_scatter instead of an MPI_Iallreduce (counts from
- * dlt_zero_piece, fixed per bucket, so they stay valid while the collective
- * runs). It runs in place, where MPI leaves this rank's summed piece at the
- * start of the bucket; finish() moves it to the piece's own place (memmove,
- * a 1/world of the arena), so the arena layout is the same on every rank
- * and the optimizer reads its pieces where the parameters are. The
- * parameter all-gather (MPI_Iallgatherv in place) runs after the optimizer,
- * from the compute thread, on the same communicator.
+ * ZeRO-1 (dlt_buckets_init_zero, bucket_zero.c): the same machinery, each
+ * bucket an in-place MPI_Ireduce_scatter instead of an MPI_Iallreduce; the
+ * pieces' placement and the parameter all-gather live in bucket_zero.c.
  *
  * Finish waits for each bucket in turn with dlt_comm_wait (comm/guard.c),
  * after recording the bucket being waited for: a dead or failed peer becomes
@@ -62,6 +56,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "comm/bucket_internal.h"
 #include "comm/comm_internal.h"
 #include "comm/guard.h"
 #include "comm/zero.h"
@@ -69,45 +64,6 @@
 #define NAP_MIN_NS 10000L
 #define NAP_MAX_NS 200000L
 
-struct dlt_buckets {
-    dlt_comm_t comm;
-    float *grads;               /* (n) the gradient arena */
-    size_t n;
-    int count;
-    size_t *ends;               /* (count) end offset of each bucket */
-    MPI_Request *req;           /* (count) MPI_REQUEST_NULL when not in flight; the worker's when threaded */
-    double *t_start, *t_end;    /* (count) last round's times; under mu when threaded */
-    int *done;                  /* (count) 1 once complete in this round; the worker's when threaded */
-    int next;                   /* first bucket not handed over (started) this round */
-    int open;                   /* a round has begun and not finished */
-    int use_dev;
-    dlt_bucket_device_ops dev;
-
-    /* ZeRO-1 only */
-    const dlt_zero *zero;       /* NULL: allreduce */
-    int rank, world;
-    int *counts;                /* (count * world) piece sizes per bucket, for MPI */
-    int *displs;                /* (count * world) piece offsets per bucket */
-    MPI_Request *areq;          /* (count) the parameter all-gathers */
-
-    /* the communication thread (threaded mode only) */
-    int threaded;
-    MPI_Comm wcomm;             /* duplicate the worker's reductions run on */
-    MPI_Request *greq;          /* (count) completed by the worker when bucket i is summed */
-    pthread_t thread;
-    int thread_ok;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;          /* new work, a new round, or quit */
-    int locks_ok;
-    /* under mu */
-    unsigned round;             /* bumped by begin() */
-    int posted;                 /* buckets the worker may start this round */
-    int inflight;               /* reductions the worker has started and not seen complete */
-    int quit;
-    int werr;                   /* MPI error the worker hit (MPI_SUCCESS: none) */
-    int werr_bucket;
-    const char *werr_call;
-};
 
 double dlt_buckets_now(void)
 {
@@ -293,53 +249,16 @@ static dlt_status start_worker(dlt_buckets_t b)
     return DLT_OK;
 }
 
-/* The ZeRO pieces of every bucket, for the MPI calls. */
-static dlt_status plan_pieces(dlt_buckets_t b)
-{
-    size_t k = b->count > 0 ? (size_t)b->count : 1, P = (size_t)b->world;
-    b->counts = calloc(k * P, sizeof *b->counts);
-    b->displs = calloc(k * P, sizeof *b->displs);
-    b->areq = calloc(k, sizeof *b->areq);
-    if (!b->counts || !b->displs || !b->areq)
-        return DLT_ERR(DLT_ERR_NOMEM, "out of memory for %d gradient buckets", b->count);
-    for (int i = 0; i < b->count; i++) {
-        size_t len;
-        dlt_buckets_range(b, i, NULL, &len);
-        b->areq[i] = MPI_REQUEST_NULL;
-        for (int p = 0; p < b->world; p++) {
-            size_t po, pc;
-            dlt_zero_piece(len, b->world, p, &po, &pc);
-            b->counts[(size_t)i * P + (size_t)p] = (int)pc; /* a bucket fits an int */
-            b->displs[(size_t)i * P + (size_t)p] = (int)po;
-        }
-    }
-    return DLT_OK;
-}
-
-static dlt_status buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
-                               const dlt_bucket_device_ops *dev, const dlt_zero *z, dlt_buckets_t *out);
-
 /* Contract: see bucket.h. */
 dlt_status dlt_buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
                             const dlt_bucket_device_ops *dev, dlt_buckets_t *out)
 {
-    return buckets_init(c, grads, n, bucket_floats, dev, NULL, out);
+    return dlt_buckets_init_plan(c, grads, n, bucket_floats, dev, NULL, out);
 }
 
-/* Contract: see bucket.h. */
-dlt_status dlt_buckets_init_zero(dlt_comm_t c, float *grads, const dlt_zero *z,
-                                 const dlt_bucket_device_ops *dev, dlt_buckets_t *out)
-{
-    if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_buckets_init_zero: NULL output");
-    *out = NULL;
-    if (!z) return DLT_ERR(DLT_ERR_INVALID, "dlt_buckets_init_zero: NULL plan");
-    if (dev && (!dev->reduce_scatter || !dev->all_gather))
-        return DLT_ERR(DLT_ERR_INVALID, "dlt_buckets_init_zero: device ops without reduce_scatter/all_gather");
-    return buckets_init(c, grads, dlt_zero_arena(z), dlt_zero_bucket_floats(z), dev, z, out);
-}
-
-static dlt_status buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
-                               const dlt_bucket_device_ops *dev, const dlt_zero *z, dlt_buckets_t *out)
+/* Contract: see bucket_internal.h. */
+dlt_status dlt_buckets_init_plan(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
+                                 const dlt_bucket_device_ops *dev, const dlt_zero *z, dlt_buckets_t *out)
 {
     if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_buckets_init: NULL output");
     *out = NULL;
@@ -380,7 +299,7 @@ static dlt_status buckets_init(dlt_comm_t c, float *grads, size_t n, size_t buck
     b->zero = z;
     b->rank = dlt_comm_rank(c);
     b->world = dlt_comm_size(c);
-    dlt_status st = z ? plan_pieces(b) : DLT_OK;
+    dlt_status st = z ? dlt_buckets_zero_plan(b) : DLT_OK;
     if (st == DLT_OK && !dev) st = agree_threaded(c, &b->threaded);
     if (st == DLT_OK && b->threaded) st = start_worker(b);
     if (st != DLT_OK) {
@@ -539,20 +458,6 @@ dlt_status dlt_buckets_ready(dlt_buckets_t b, size_t n_ready)
     return DLT_OK;
 }
 
-/* ZeRO over MPI: every bucket is summed; moves this rank's piece from the
- * bucket start, where the in-place reduce-scatter left it, to its place. */
-static void place_pieces(dlt_buckets_t b)
-{
-    if (!b->zero || b->use_dev) return;
-    size_t P = (size_t)b->world;
-    for (int i = 0; i < b->count; i++) {
-        size_t off, at = (size_t)i * P + (size_t)b->rank;
-        dlt_buckets_range(b, i, &off, NULL);
-        if (b->displs[at] && b->counts[at])
-            memmove(b->grads + off + b->displs[at], b->grads + off, (size_t)b->counts[at] * sizeof(float));
-    }
-}
-
 /* Threaded finish: hands over the rest and waits for each bucket's
  * generalized request with the deadline and notices of dlt_comm_wait. */
 static dlt_status finish_threaded(dlt_buckets_t b)
@@ -580,7 +485,7 @@ static dlt_status finish_threaded(dlt_buckets_t b)
         return dlt_comm_mpi_error(rc, what, __FILE__, __LINE__);
     }
     dlt_comm_set_bucket(b->comm, -1);
-    place_pieces(b);
+    dlt_buckets_zero_place(b);
     b->open = 0;
     return DLT_OK;
 }
@@ -611,45 +516,9 @@ dlt_status dlt_buckets_finish(dlt_buckets_t b)
         b->t_end[i] = dlt_buckets_now();
     }
     dlt_comm_set_bucket(b->comm, -1);
-    place_pieces(b);
+    dlt_buckets_zero_place(b);
     b->open = 0;
     return DLT_OK;
-}
-
-/* Contract: see bucket.h. In threaded mode the worker is idle here (the
- * round is finished), so the compute thread issues and tests these itself. */
-dlt_status dlt_buckets_gather(dlt_buckets_t b, float *w)
-{
-    if (!b->zero) return DLT_ERR(DLT_ERR_INVALID, "gradient buckets: gather without ZeRO");
-    if (b->open) return DLT_ERR(DLT_ERR_INVALID, "gradient buckets: gather inside a round");
-    size_t P = (size_t)b->world;
-    MPI_Comm mc = b->threaded ? b->wcomm : dlt_comm_mpi(b->comm);
-    dlt_status st = DLT_OK;
-    int started = 0;
-    for (int i = 0; i < b->count && st == DLT_OK; i++) {
-        size_t off, len;
-        dlt_buckets_range(b, i, &off, &len);
-        if (b->use_dev) {
-            st = b->dev.all_gather(b->dev.ctx, w + off, len);
-            continue;
-        }
-        int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w + off, b->counts + (size_t)i * P,
-                                 b->displs + (size_t)i * P, MPI_FLOAT, mc, &b->areq[i]);
-        if (rc != MPI_SUCCESS) st = dlt_comm_mpi_error(rc, "MPI_Iallgatherv (parameters)", __FILE__, __LINE__);
-        else started++;
-    }
-    if (b->use_dev) {
-        dlt_status w_st = b->dev.wait_all(b->dev.ctx); /* what was queued, even after a failure */
-        return st != DLT_OK ? st : w_st;
-    }
-    for (int i = 0; i < started; i++) {
-        char what[56];
-        snprintf(what, sizeof what, "parameter all-gather %d of %d", i, b->count);
-        dlt_comm_set_bucket(b->comm, i);
-        DLT_CHECK(dlt_comm_wait(b->comm, &b->areq[i], what));
-    }
-    dlt_comm_set_bucket(b->comm, -1);
-    return st;
 }
 
 /* Contract: see bucket.h. */

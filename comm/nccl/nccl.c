@@ -202,29 +202,6 @@ dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n)
     return wait_stream(c, c->stream, "allreduce", deadline);
 }
 
-/* Contract: see nccl.h. */
-dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
-{
-    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL communicator");
-    if (!c->comm)
-        return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
-    if (n == 0) return DLT_OK;
-    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
-    CUDA_CHECK(cudaSetDevice(c->device));
-    if (!c->comm_stream) {
-        CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm_stream, cudaStreamNonBlocking));
-        CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
-    }
-    CUDA_CHECK(cudaEventRecord(c->ready, c->stream));
-    CUDA_CHECK(cudaStreamWaitEvent(c->comm_stream, c->ready, 0));
-    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->comm_stream);
-    if (r != ncclSuccess && r != ncclInProgress)
-        return fail_abort(c, "allreduce", ncclGetErrorString(r));
-    /* a non-blocking communicator may still be enqueueing; the next NCCL
-     * call must wait for that, the GPU work itself goes on */
-    return wait_comm(c, "allreduce", now_s() + c->timeout_s);
-}
-
 /* The communication stream, created on first use, made to wait for the work
  * queued so far on the compute stream. */
 static dlt_status order_after_compute(struct dlt_nccl *c)
@@ -237,6 +214,23 @@ static dlt_status order_after_compute(struct dlt_nccl *c)
     CUDA_CHECK(cudaEventRecord(c->ready, c->stream));
     CUDA_CHECK(cudaStreamWaitEvent(c->comm_stream, c->ready, 0));
     return DLT_OK;
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
+{
+    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL communicator");
+    if (!c->comm)
+        return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
+    if (n == 0) return DLT_OK;
+    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
+    DLT_CHECK(order_after_compute(c));
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->comm_stream);
+    if (r != ncclSuccess && r != ncclInProgress)
+        return fail_abort(c, "allreduce", ncclGetErrorString(r));
+    /* a non-blocking communicator may still be enqueueing; the next NCCL
+     * call must wait for that, the GPU work itself goes on */
+    return wait_comm(c, "allreduce", now_s() + c->timeout_s);
 }
 
 /* ZeRO-1 piece layout (comm/zero.h dlt_zero_piece): q floats per rank, the
