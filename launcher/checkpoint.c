@@ -6,7 +6,9 @@
  * model whose layout changed is caught by name and shape, and init-from can
  * load the layers two models share. Optimizer state arenas have the
  * parameter arena's layout, so they are cut per parameter at the same
- * offsets (optimizer/s1/<name>). Scalars are root attributes.
+ * offsets (optimizer/s1/<name>); a ZeRO-1 shard is written from the full
+ * layout ckpt_run.c gathered (opt_full) and loads only its segments
+ * (dlt_optim_state_put). Scalars are root attributes.
  *
  * Data goes through one host buffer (largest of the arenas) because the
  * arenas may be device memory. Writes happen on rank 0 only; the caller

@@ -4,7 +4,8 @@
 # whose division by sqrt(v) magnifies summation-order noise, see
 # docs/decisions.md), with gradient accumulation, with buckets smaller than
 # one layer (the shards are pieces of every bucket) and with one bucket,
-# with gradient-norm clipping active (the global norm from the shards). The
+# with gradient-norm clipping active (the global norm from the shards), and
+# non-finite gradients are skipped and stop the run alike on every rank. The
 # communication thread changes no bit. Checkpoints hold the full state: one
 # written by 2 ZeRO ranks resumes on 1 rank without ZeRO and logs the same
 # loss as the uninterrupted run; one written by 1 rank resumes on 3 ZeRO
@@ -70,6 +71,16 @@ run resume-plain 1 1 25 checkpoint.resume="$TMP/zc2/checkpoints/ckpt-00000010.h5
 grep -q "resumed from .*ckpt-00000010.h5: step 10" "$TMP/resume-plain.out" || fail "resume-plain did not resume"
 run plain-ckpt 1 1 25 checkpoint.every_steps=10
 run resume-zero 3 1 0.001 comm.zero=1 checkpoint.resume="$TMP/plain-ckpt/checkpoints/ckpt-00000010.h5"
+
+# non-finite gradients: the norm from the shards is global, so every rank
+# skips the same steps and all stop together (no hang, one message)
+rc=0
+timeout 120 $MPIRUN -np 3 "$BIN/dltrain" train "$TMP/mlp.yaml" run_dir="$TMP/nan" comm.zero=1 comm.bucket_mb=0.01 \
+    data.mean=[0] data.std=[1e-45] train.nonfinite=skip train.max_skips=3 >/dev/null 2>"$TMP/nan.err" || rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(grep -c 'warning: step [0-9]* skipped' "$TMP/nan.err")" -eq 2 ] &&
+    grep -q "error: step 2: the gradients are not finite for 3 steps in a row" "$TMP/nan.err" ||
+    { cat "$TMP/nan.err"; fail "ZeRO: non-finite gradients not skipped/stopped alike on every rank (rc $rc)"; }
+echo "ok  ZeRO: non-finite gradients skipped twice, then every rank stops at step 2"
 
 "$PY" - "$TMP" <<'PY'
 import sys, json, re, h5py, numpy as np
