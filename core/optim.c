@@ -174,10 +174,13 @@ dlt_status dlt_optim_init(dlt_optim *o, dlt_backend *be, size_t n)
     int need1, need2;
     state_needs(&o->h, &need1, &need2);
     size_t ns = dlt_optim_state_floats(o);
-    if (ns == 0) return DLT_OK;
+    if (ns == 0 && !o->shard) return DLT_OK;
+    /* an empty shard still gets its arenas, so which arenas exist (and so
+     * which collectives a checkpoint runs) is alike on every rank */
+    size_t bytes = (ns ? ns : 1) * sizeof(float);
     dlt_status st = DLT_OK;
-    if (need1) DLT_CHECK_GOTO(be->alloc(be, ns * sizeof(float), (void **)&o->s1), st, fail);
-    if (need2) DLT_CHECK_GOTO(be->alloc(be, ns * sizeof(float), (void **)&o->s2), st, fail);
+    if (need1) DLT_CHECK_GOTO(be->alloc(be, bytes, (void **)&o->s1), st, fail);
+    if (need2) DLT_CHECK_GOTO(be->alloc(be, bytes, (void **)&o->s2), st, fail);
     return DLT_OK;
 fail:
     dlt_optim_free(o);

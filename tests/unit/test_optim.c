@@ -501,6 +501,20 @@ START_TEST(test_shards_match_whole_arena)
     bad.shard = &sbad;
     bad.s1 = bad.s2 = NULL;
     ck_assert_int_eq(dlt_optim_init(&bad, be, N), DLT_ERR_INVALID);
+    /* an empty shard (more ranks than floats in a bucket) still has its
+     * arenas, like every other rank, and its step changes nothing */
+    static const size_t e_off[] = { 5 }, e_len[] = { 0 };
+    dlt_optim_shard se = { 1, e_off, e_len, 0, fake_sum, &a_extra };
+    dlt_optim empty = { .h = o[0].h, .sched = { .lr = 0.01f }, .shard = &se };
+    ck_assert(dlt_optim_init(&empty, be, N) == DLT_OK);
+    ck_assert(empty.s1 != NULL && empty.s2 != NULL);
+    memcpy(w0, wa, N * sizeof *w0);
+    a_extra = 1.0;
+    double en = 0;
+    ck_assert(dlt_optim_step(&empty, wa, ga, &en) == DLT_OK);
+    ck_assert(en == 1.0); /* the other ranks' share of the norm only */
+    ck_assert(memcmp(w0, wa, N * sizeof *w0) == 0);
+    dlt_optim_free(&empty);
     for (int i = 0; i < 3; i++) dlt_optim_free(&o[i]);
     float *bufs[] = { w, wa, wb, g, ga, gb };
     for (int i = 0; i < 6; i++) be->free(be, bufs[i]);

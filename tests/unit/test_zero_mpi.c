@@ -92,13 +92,13 @@ static float grad_of(int q, size_t i) { return (float)(q + 1) * (float)(i % 11) 
 
 /* Reduce-scatter leaves the global sum in this rank's pieces, in place
  * (also when buckets are ready one layer at a time); the all-gather then
- * brings every rank's pieces to all. Both progress modes, two rounds. */
-static void run_reduce_scatter(int threaded)
+ * brings every rank's pieces to all. Both progress modes, two rounds; N
+ * floats in buckets of B (B = 2 on 3 or more ranks: pieces of 0 floats). */
+static void run_reduce_scatter(int threaded, size_t N, size_t B)
 {
     if (!threaded) setenv("DLT_COMM_THREAD", "0", 1);
     dlt_comm_t c = open_comm();
     int r = dlt_comm_rank(c), s = dlt_comm_size(c);
-    enum { N = 2000, B = 333 };
     dlt_zero *z = NULL;
     ck_assert_int_eq(dlt_zero_init(c, N, B, &z), DLT_OK);
     float *g = malloc(N * sizeof *g), *w = malloc(N * sizeof *w);
@@ -113,7 +113,7 @@ static void run_reduce_scatter(int threaded)
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < N; i++) g[i] = grad_of(r, i) + (float)round;
         ck_assert_int_eq(dlt_buckets_begin(b), DLT_OK);
-        for (size_t ready = 100; ready < N; ready += 450) ck_assert_int_eq(dlt_buckets_ready(b, ready), DLT_OK);
+        for (size_t ready = N / 20; ready < N; ready += N / 4 + 1) ck_assert_int_eq(dlt_buckets_ready(b, ready), DLT_OK);
         ck_assert_int_eq(dlt_buckets_gather(b, w), DLT_ERR_INVALID); /* inside a round */
         ck_assert_msg(dlt_buckets_finish(b) == DLT_OK, "%s", dlt_last_error());
         for (size_t k = 0; k < sh->count; k++)
@@ -137,10 +137,13 @@ static void run_reduce_scatter(int threaded)
     dlt_comm_free(c);
 }
 
-START_TEST(test_reduce_scatter_gather_threaded) { run_reduce_scatter(1); }
+START_TEST(test_reduce_scatter_gather_threaded) { run_reduce_scatter(1, 2000, 333); }
 END_TEST
 
-START_TEST(test_reduce_scatter_gather_inline) { run_reduce_scatter(0); }
+START_TEST(test_reduce_scatter_gather_inline) { run_reduce_scatter(0, 2000, 333); }
+END_TEST
+
+START_TEST(test_reduce_scatter_gather_tiny_buckets) { run_reduce_scatter(1, 21, 2); }
 END_TEST
 
 /* Buckets without ZeRO refuse the all-gather. */
@@ -189,6 +192,7 @@ static Suite *zero_suite(void)
     tcase_add_test(tc, test_plan_tiles_buckets);
     tcase_add_test(tc, test_reduce_scatter_gather_threaded);
     tcase_add_test(tc, test_reduce_scatter_gather_inline);
+    tcase_add_test(tc, test_reduce_scatter_gather_tiny_buckets);
     tcase_add_test(tc, test_gather_needs_zero);
     tcase_add_test(tc, test_state_gather_to_root);
     suite_add_tcase(s, tc);
