@@ -64,7 +64,6 @@
 #define NAP_MIN_NS 10000L
 #define NAP_MAX_NS 200000L
 
-
 double dlt_buckets_now(void)
 {
     struct timespec ts;
