@@ -21,7 +21,9 @@
 #      backward ("exposed") and the time any reduction was in flight;
 #      hidden = 1 - exposed(overlapped) / exposed(one bucket), and
 #      in-flight hidden = 1 - exposed / in-flight of the same run.
-#   4. The machine is shared: every run is repeated REPS times, interleaved,
+#   4. ZERO=1 runs every configuration with comm.zero=1 (ZeRO-1: reduce-
+#      scatter + all-gather instead of allreduce, sharded optimizer state).
+#   5. The machine is shared: every run is repeated REPS times, interleaved,
 #      and the median is reported; the load average is printed before and
 #      after.
 # A benchmark, not a test: it fails only when a program fails.
@@ -35,6 +37,7 @@ STEPS=${STEPS:-100}
 REPS=${REPS:-3}
 SWEEP=${SWEEP:-1}
 BUCKET_MB=${BUCKET_MB:-0.25}
+ZERO=${ZERO:-0}
 DATE=$(date +%F)
 RESULTS=${RESULTS:-bench/results/scaling-$DATE.md}
 WORK=${WORK:-$(mktemp -d /tmp/dlt-scaling.XXXXXX)}
@@ -56,7 +59,7 @@ sed -e "s|data/fashion-mnist/train-\*.h5|$WORK/syn/train-*.h5|" -e 's|^  test:.*
     echo
     echo "Machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), Open MPI"
     echo "$(mpirun --version 2>/dev/null | head -1 | sed 's/.*) //'), shared memory (vader) transport."
-    echo "Produced by \`BIN=$BIN sh bench/scaling.sh\` (REPS=$REPS, STEPS=$STEPS)."
+    echo "Produced by \`BIN=$BIN sh bench/scaling.sh\` (REPS=$REPS, STEPS=$STEPS, ZERO=$ZERO)."
     echo
     echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)."
     if [ "$SWEEP" = 1 ]; then
@@ -77,7 +80,7 @@ sed -e "s|data/fashion-mnist/train-\*.h5|$WORK/syn/train-*.h5|" -e 's|^  test:.*
 train() {
     DLT_COMM_THREAD=$4 $MPIRUN -np "$2" "$BIN/dltrain" train "$WORK/cnn.yaml" run_dir="$WORK/$1" \
         train.threads=1 train.batch_size=$((PER_RANK * $2)) train.max_steps="$STEPS" log.every=1000 \
-        schedule.type=constant comm.bucket_mb="$3" >"$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; exit 1; }
+        schedule.type=constant comm.bucket_mb="$3" comm.zero="$ZERO" >"$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; exit 1; }
 }
 rep=1
 while [ "$rep" -le "$REPS" ]; do

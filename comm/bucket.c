@@ -39,6 +39,10 @@
  * the requests in flight, one round of each reduction's algorithm per
  * layer. The choice is agreed over all ranks at init.
  *
+ * ZeRO-1 (dlt_buckets_init_zero, bucket_zero.c): the same machinery, each
+ * bucket an in-place MPI_Ireduce_scatter instead of an MPI_Iallreduce; the
+ * pieces' placement and the parameter all-gather live in bucket_zero.c.
+ *
  * Finish waits for each bucket in turn with dlt_comm_wait (comm/guard.c),
  * after recording the bucket being waited for: a dead or failed peer becomes
  * an error naming the bucket instead of a hang. Nothing here allocates per
@@ -52,44 +56,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "comm/bucket_internal.h"
 #include "comm/comm_internal.h"
 #include "comm/guard.h"
+#include "comm/zero.h"
 
 #define NAP_MIN_NS 10000L
 #define NAP_MAX_NS 200000L
-
-struct dlt_buckets {
-    dlt_comm_t comm;
-    float *grads;               /* (n) the gradient arena */
-    size_t n;
-    int count;
-    size_t *ends;               /* (count) end offset of each bucket */
-    MPI_Request *req;           /* (count) MPI_REQUEST_NULL when not in flight; the worker's when threaded */
-    double *t_start, *t_end;    /* (count) last round's times; under mu when threaded */
-    int *done;                  /* (count) 1 once complete in this round; the worker's when threaded */
-    int next;                   /* first bucket not handed over (started) this round */
-    int open;                   /* a round has begun and not finished */
-    int use_dev;
-    dlt_bucket_device_ops dev;
-
-    /* the communication thread (threaded mode only) */
-    int threaded;
-    MPI_Comm wcomm;             /* duplicate the worker's reductions run on */
-    MPI_Request *greq;          /* (count) completed by the worker when bucket i is summed */
-    pthread_t thread;
-    int thread_ok;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;          /* new work, a new round, or quit */
-    int locks_ok;
-    /* under mu */
-    unsigned round;             /* bumped by begin() */
-    int posted;                 /* buckets the worker may start this round */
-    int inflight;               /* reductions the worker has started and not seen complete */
-    int quit;
-    int werr;                   /* MPI error the worker hit (MPI_SUCCESS: none) */
-    int werr_bucket;
-    const char *werr_call;
-};
 
 double dlt_buckets_now(void)
 {
@@ -279,6 +252,13 @@ static dlt_status start_worker(dlt_buckets_t b)
 dlt_status dlt_buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
                             const dlt_bucket_device_ops *dev, dlt_buckets_t *out)
 {
+    return dlt_buckets_init_plan(c, grads, n, bucket_floats, dev, NULL, out);
+}
+
+/* Contract: see bucket_internal.h. */
+dlt_status dlt_buckets_init_plan(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
+                                 const dlt_bucket_device_ops *dev, const dlt_zero *z, dlt_buckets_t *out)
+{
     if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_buckets_init: NULL output");
     *out = NULL;
     if (!c || (n > 0 && !grads))
@@ -315,8 +295,11 @@ dlt_status dlt_buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_
     }
     dlt_bucket_plan(n, bucket_floats, b->ends, b->count);
     for (int i = 0; i < b->count; i++) b->req[i] = MPI_REQUEST_NULL;
-    dlt_status st = DLT_OK;
-    if (!dev) st = agree_threaded(c, &b->threaded);
+    b->zero = z;
+    b->rank = dlt_comm_rank(c);
+    b->world = dlt_comm_size(c);
+    dlt_status st = z ? dlt_buckets_zero_plan(b) : DLT_OK;
+    if (st == DLT_OK && !dev) st = agree_threaded(c, &b->threaded);
     if (st == DLT_OK && b->threaded) st = start_worker(b);
     if (st != DLT_OK) {
         dlt_buckets_free(b);
@@ -354,6 +337,9 @@ void dlt_buckets_free(dlt_buckets_t b)
     free(b->t_start);
     free(b->t_end);
     free(b->done);
+    free(b->counts);
+    free(b->displs);
+    free(b->areq);
     free(b);
 }
 
@@ -413,9 +399,15 @@ static dlt_status start_bucket(dlt_buckets_t b, int i)
     } else {
         b->t_start[i] = t;
     }
+    MPI_Comm mc = b->threaded ? b->wcomm : dlt_comm_mpi(b->comm);
+    if (b->zero) {
+        if (b->use_dev) return b->dev.reduce_scatter(b->dev.ctx, b->grads + off, len);
+        DLT_MPI_CHECK(MPI_Ireduce_scatter(MPI_IN_PLACE, b->grads + off, b->counts + (size_t)i * (size_t)b->world,
+                                          MPI_FLOAT, MPI_SUM, mc, &b->req[i]));
+        return DLT_OK;
+    }
     if (b->use_dev) return b->dev.start(b->dev.ctx, b->grads + off, len);
-    DLT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->grads + off, (int)len, MPI_FLOAT, MPI_SUM,
-                                 b->threaded ? b->wcomm : dlt_comm_mpi(b->comm), &b->req[i]));
+    DLT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->grads + off, (int)len, MPI_FLOAT, MPI_SUM, mc, &b->req[i]));
     return DLT_OK;
 }
 
@@ -492,6 +484,7 @@ static dlt_status finish_threaded(dlt_buckets_t b)
         return dlt_comm_mpi_error(rc, what, __FILE__, __LINE__);
     }
     dlt_comm_set_bucket(b->comm, -1);
+    dlt_buckets_zero_place(b);
     b->open = 0;
     return DLT_OK;
 }
@@ -522,6 +515,7 @@ dlt_status dlt_buckets_finish(dlt_buckets_t b)
         b->t_end[i] = dlt_buckets_now();
     }
     dlt_comm_set_bucket(b->comm, -1);
+    dlt_buckets_zero_place(b);
     b->open = 0;
     return DLT_OK;
 }

@@ -26,6 +26,7 @@
 #include "core/status.h"
 
 typedef struct dlt_buckets *dlt_buckets_t;
+struct dlt_zero; /* comm/zero.h */
 
 /* Collectives on device memory (NULL: MPI on host memory). */
 typedef struct {
@@ -35,6 +36,12 @@ typedef struct {
     dlt_status (*start)(void *ctx, float *buf, size_t n);
     /* wait until every started sum is complete */
     dlt_status (*wait_all)(void *ctx);
+    /* ZeRO-1 only (dlt_buckets_init_zero), NULL otherwise: queue, like
+     * start, the reduce-scatter of buf (n floats) leaving the sum of each
+     * rank's piece (dlt_zero_piece) in place, and the all-gather of every
+     * rank's piece of buf in place; wait_all waits for them too */
+    dlt_status (*reduce_scatter)(void *ctx, float *buf, size_t n);
+    dlt_status (*all_gather)(void *ctx, float *buf, size_t n);
 } dlt_bucket_device_ops;
 
 /* Splits n floats into consecutive buckets of bucket_floats (the last one
@@ -50,6 +57,20 @@ int dlt_bucket_plan(size_t n, size_t bucket_floats, size_t *ends, int max);
 dlt_status dlt_buckets_init(dlt_comm_t c, float *grads, size_t n, size_t bucket_floats,
                             const dlt_bucket_device_ops *dev, dlt_buckets_t *out);
 void dlt_buckets_free(dlt_buckets_t b);
+
+/* ZeRO-1 (comm/zero.h): buckets of plan z over grads (dlt_zero_arena(z)
+ * floats) that reduce-scatter instead of allreduce: after finish, each
+ * rank's piece of every bucket holds the sum over all ranks (in place), the
+ * rest of the arena its own local values. dev needs reduce_scatter and
+ * all_gather. z must outlive the buckets. Collective as dlt_buckets_init. */
+dlt_status dlt_buckets_init_zero(dlt_comm_t c, float *grads, const struct dlt_zero *z,
+                                 const dlt_bucket_device_ops *dev, dlt_buckets_t *out);
+/* ZeRO-1 buckets only, outside a round: all-gathers w (an arena of the
+ * gradient arena's layout, e.g. the parameters) so that every rank's piece
+ * of every bucket reaches all ranks. Collective; waits with the deadline and
+ * failure notices of dlt_comm_wait. DLT_ERR_INVALID on buckets without
+ * ZeRO or inside a round. */
+dlt_status dlt_buckets_gather(dlt_buckets_t b, float *w);
 
 /* 1 when a communication thread drives the reductions (see above). */
 int dlt_buckets_threaded(dlt_buckets_t b);

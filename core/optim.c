@@ -23,6 +23,14 @@
  *    Warm-up followed by the schedule equals torch's SequentialLR of
  *    LinearLR(1/W, 1, W - 1) and the schedule, milestone W.
  *
+ * ZeRO-1 (o->shard, comm/zero.h): the update is elementwise, so a rank
+ * that owns some segments of the arena runs the same opt_update once per
+ * segment, with its packed state at the segment's place in the pack; the
+ * result is bitwise that of the whole-arena update on those floats. Only the
+ * norm needs the other ranks: the segments' sums of squares are added by
+ * shard->sum (one scalar allreduce), so every rank clips and checks finiteness
+ * with the same global value.
+ *
  * A non-finite gradient norm makes the step fail with DLT_ERR_NUMERIC before
  * anything is modified, so weights and optimizer state stay usable and the
  * caller decides (skip the step, lower a loss scale, abort). */
@@ -118,6 +126,30 @@ static dlt_status check_hparams(const dlt_optim *o)
     return DLT_OK;
 }
 
+/* A shard's segments must be increasing, disjoint, inside the arena, and
+ * add up to its total; its sum must exist. */
+static dlt_status check_shard(const dlt_optim *o)
+{
+    const dlt_optim_shard *sh = o->shard;
+    if (!sh) return DLT_OK;
+    if (!sh->sum || (sh->count > 0 && (!sh->off || !sh->len)))
+        return DLT_ERR(DLT_ERR_INVALID, "optimizer: shard without segments or sum");
+    size_t end = 0, total = 0;
+    for (size_t i = 0; i < sh->count; i++) {
+        if (sh->off[i] < end || sh->len[i] > o->n || sh->off[i] > o->n - sh->len[i])
+            return DLT_ERR(DLT_ERR_INVALID, "optimizer: shard segment %zu [%zu, +%zu) overlaps or "
+                           "leaves the arena of %zu", i, sh->off[i], sh->len[i], o->n);
+        end = sh->off[i] + sh->len[i];
+        total += sh->len[i];
+    }
+    if (total != sh->total)
+        return DLT_ERR(DLT_ERR_INVALID, "optimizer: shard segments add up to %zu, not %zu", total, sh->total);
+    return DLT_OK;
+}
+
+/* Contract: see optim.h. */
+size_t dlt_optim_state_floats(const dlt_optim *o) { return o->shard ? o->shard->total : o->n; }
+
 /* Contract: the caller fills o->h (kind and hyper-parameters; lr and t are
  * overwritten per step), o->sched (sched.lr is the base rate; when it is 0
  * init takes h.lr) and o->clip_norm, then calls init, which
@@ -138,12 +170,17 @@ dlt_status dlt_optim_init(dlt_optim *o, dlt_backend *be, size_t n)
     if (be->opt_update == NULL)
         return DLT_ERR(DLT_ERR_UNSUPPORTED, "op opt_update not supported on backend %s",
                        be->name ? be->name : "?");
+    DLT_CHECK(check_shard(o));
     int need1, need2;
     state_needs(&o->h, &need1, &need2);
-    if (n == 0) return DLT_OK;
+    size_t ns = dlt_optim_state_floats(o);
+    if (ns == 0 && !o->shard) return DLT_OK;
+    /* an empty shard still gets its arenas, so which arenas exist (and so
+     * which collectives a checkpoint runs) is alike on every rank */
+    size_t bytes = (ns ? ns : 1) * sizeof(float);
     dlt_status st = DLT_OK;
-    if (need1) DLT_CHECK_GOTO(be->alloc(be, n * sizeof(float), (void **)&o->s1), st, fail);
-    if (need2) DLT_CHECK_GOTO(be->alloc(be, n * sizeof(float), (void **)&o->s2), st, fail);
+    if (need1) DLT_CHECK_GOTO(be->alloc(be, bytes, (void **)&o->s1), st, fail);
+    if (need2) DLT_CHECK_GOTO(be->alloc(be, bytes, (void **)&o->s2), st, fail);
     return DLT_OK;
 fail:
     dlt_optim_free(o);
@@ -168,12 +205,13 @@ dlt_status dlt_optim_step(dlt_optim *o, float *w, float *g, double *grad_norm)
 {
     dlt_backend *be = o->be;
     if (be == NULL) return DLT_ERR(DLT_ERR_INVALID, "optimizer: step before init");
+    const dlt_optim_shard *sh = o->shard;
     if (o->clip_norm > 0.0f || grad_norm != NULL) {
         if (be->sumsq == NULL || be->scale == NULL)
             return DLT_ERR(DLT_ERR_UNSUPPORTED, "op sumsq/scale not supported on backend %s",
                            be->name ? be->name : "?");
         double ss = 0.0;
-        DLT_CHECK(be->sumsq(be, o->n, g, &ss));
+        DLT_CHECK(dlt_optim_grad_sumsq(o, g, &ss));
         double norm = sqrt(ss);
         if (grad_norm) *grad_norm = norm;
         if (!isfinite(norm))
@@ -181,13 +219,63 @@ dlt_status dlt_optim_step(dlt_optim *o, float *w, float *g, double *grad_norm)
                            (long long)o->step);
         if (o->clip_norm > 0.0f) {
             double coef = (double)o->clip_norm / (norm + CLIP_EPS);
-            if (coef < 1.0) DLT_CHECK(be->scale(be, o->n, (float)coef, g));
+            if (coef < 1.0 && !sh) DLT_CHECK(be->scale(be, o->n, (float)coef, g));
+            for (size_t i = 0; coef < 1.0 && sh && i < sh->count; i++)
+                if (sh->len[i]) DLT_CHECK(be->scale(be, sh->len[i], (float)coef, g + sh->off[i]));
         }
     }
     o->h.lr = dlt_sched_lr(&o->sched, o->step);
     o->h.t = o->step + 1;
-    DLT_CHECK(be->opt_update(be, &o->h, o->n, w, g, o->s1, o->s2));
+    if (!sh) {
+        DLT_CHECK(be->opt_update(be, &o->h, o->n, w, g, o->s1, o->s2));
+    } else {
+        size_t at = 0; /* the segment's place in the packed state */
+        for (size_t i = 0; i < sh->count; i++) {
+            size_t k = sh->len[i], off = sh->off[i];
+            if (k) DLT_CHECK(be->opt_update(be, &o->h, k, w + off, g + off, o->s1 ? o->s1 + at : NULL,
+                                            o->s2 ? o->s2 + at : NULL));
+            at += k;
+        }
+    }
     o->step++;
+    return DLT_OK;
+}
+
+/* Contract: see optim.h. */
+dlt_status dlt_optim_grad_sumsq(const dlt_optim *o, const float *g, double *ss)
+{
+    dlt_backend *be = o->be;
+    *ss = 0.0;
+    if (be == NULL || be->sumsq == NULL)
+        return DLT_ERR(DLT_ERR_UNSUPPORTED, "op sumsq not supported on backend %s",
+                       be && be->name ? be->name : "?");
+    const dlt_optim_shard *sh = o->shard;
+    if (!sh) return be->sumsq(be, o->n, g, ss);
+    for (size_t i = 0; i < sh->count; i++) {
+        double part = 0.0;
+        if (sh->len[i]) DLT_CHECK(be->sumsq(be, sh->len[i], g + sh->off[i], &part));
+        *ss += part;
+    }
+    return sh->sum(sh->ctx, ss, 1);
+}
+
+/* Contract: see optim.h. */
+dlt_status dlt_optim_state_put(dlt_optim *o, int k, size_t off, const float *src_host, size_t len)
+{
+    float *arena = k == 0 ? o->s1 : k == 1 ? o->s2 : NULL;
+    if (!arena || off > o->n || len > o->n - off)
+        return DLT_ERR(DLT_ERR_INVALID, "optimizer: state %d [%zu, +%zu) is unused or outside the arena of %zu",
+                       k + 1, off, len, o->n);
+    dlt_backend *be = o->be;
+    const dlt_optim_shard *sh = o->shard;
+    if (!sh) return be->upload(be, arena + off, src_host, len * sizeof(float));
+    size_t at = 0, end = off + len;
+    for (size_t i = 0; i < sh->count; i++) {
+        size_t lo = sh->off[i], hi = lo + sh->len[i];
+        size_t a = lo > off ? lo : off, b = hi < end ? hi : end;
+        if (a < b) DLT_CHECK(be->upload(be, arena + at + (a - lo), src_host + (a - off), (b - a) * sizeof(float)));
+        at += sh->len[i];
+    }
     return DLT_OK;
 }
 

@@ -6,7 +6,9 @@
  * model whose layout changed is caught by name and shape, and init-from can
  * load the layers two models share. Optimizer state arenas have the
  * parameter arena's layout, so they are cut per parameter at the same
- * offsets (optimizer/s1/<name>). Scalars are root attributes.
+ * offsets (optimizer/s1/<name>); a ZeRO-1 shard is written from the full
+ * layout ckpt_run.c gathered (opt_full) and loads only its segments
+ * (dlt_optim_state_put). Scalars are root attributes.
  *
  * Data goes through one host buffer (largest of the arenas) because the
  * arenas may be device memory. Writes happen on rank 0 only; the caller
@@ -80,13 +82,11 @@ static int get_str(hid_t obj, const char *name, char *buf, size_t len)
 
 /* ------------------------------------------------------------ arrays */
 
-/* Writes n floats of backend memory src as dataset name of shape s. */
-static dlt_status put_array(hid_t loc, dlt_backend *be, const char *name, const dlt_shape *s,
-                            const float *src, float *host)
+/* Writes the floats of host memory as dataset name of shape s. */
+static dlt_status put_host(hid_t loc, const char *name, const dlt_shape *s, const float *host)
 {
     hsize_t dims[DLT_MAX_DIMS];
     for (int i = 0; i < s->ndim; i++) dims[i] = (hsize_t)s->d[i];
-    DLT_CHECK(be->download(be, host, src, (size_t)dlt_shape_numel(s) * sizeof(float)));
     hid_t sp = H5Screate_simple(s->ndim, dims, NULL);
     hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     herr_t e = d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host);
@@ -97,10 +97,17 @@ static dlt_status put_array(hid_t loc, dlt_backend *be, const char *name, const 
     return DLT_OK;
 }
 
-/* Reads dataset name (of shape want) into backend memory dst. A missing
- * dataset gives DLT_ERR_INVALID, a shape mismatch DLT_ERR_SHAPE naming both. */
-static dlt_status get_array(hid_t loc, dlt_backend *be, const char *file, const char *name,
-                            const dlt_shape *want, float *dst, float *host)
+/* Writes n floats of backend memory src as dataset name of shape s. */
+static dlt_status put_array(hid_t loc, dlt_backend *be, const char *name, const dlt_shape *s,
+                            const float *src, float *host)
+{
+    DLT_CHECK(be->download(be, host, src, (size_t)dlt_shape_numel(s) * sizeof(float)));
+    return put_host(loc, name, s, host);
+}
+
+/* Reads dataset name (of shape want) into host. A missing dataset gives
+ * DLT_ERR_INVALID, a shape mismatch DLT_ERR_SHAPE naming both. */
+static dlt_status read_host(hid_t loc, const char *file, const char *name, const dlt_shape *want, float *host)
 {
     if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
         return DLT_ERR(DLT_ERR_INVALID, "%s: no dataset '%s'", file, name);
@@ -124,6 +131,14 @@ static dlt_status get_array(hid_t loc, dlt_backend *be, const char *file, const 
     herr_t e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host);
     H5Dclose(d);
     if (e < 0) return DLT_ERR(DLT_ERR_IO, "%s: cannot read dataset '%s' (file damaged?)", file, name);
+    return DLT_OK;
+}
+
+/* read_host, then into backend memory dst. */
+static dlt_status get_array(hid_t loc, dlt_backend *be, const char *file, const char *name,
+                            const dlt_shape *want, float *dst, float *host)
+{
+    DLT_CHECK(read_host(loc, file, name, want, host));
     return be->upload(be, dst, host, (size_t)dlt_shape_numel(want) * sizeof(float));
 }
 
@@ -165,9 +180,12 @@ static herr_t scan_extra(hid_t g, const char *name, const H5L_info_t *info, void
     return 1;
 }
 
-/* Writes params, state and (opt != NULL) optimizer state. */
-static dlt_status put_arenas(hid_t f, dlt_model *m, const dlt_optim *opt, float *host)
+/* Writes params, state and (opt != NULL) optimizer state: opt's arenas,
+ * or the gathered full layout of a sharded one (opt_full). */
+static dlt_status put_arenas(hid_t f, const dlt_ckpt_src *src, float *host)
 {
+    dlt_model *m = src->model;
+    const dlt_optim *opt = src->opt;
     dlt_backend *be = dlt_model_layer(m, 0)->be;
     for (int i = 0; i < dlt_model_n_params(m); i++) {
         const dlt_param *p = dlt_model_param(m, i);
@@ -190,6 +208,11 @@ static dlt_status put_arenas(hid_t f, dlt_model *m, const dlt_optim *opt, float 
     float *arena[2] = { opt->s1, opt->s2 };
     for (int k = 0; k < 2 && st == DLT_OK; k++) {
         if (!arena[k]) continue;
+        if (opt->shard && !src->opt_full[k]) {
+            st = DLT_ERR(DLT_ERR_INVALID, "sharded optimizer state (comm.zero) is written only through the "
+                         "collective dlt_ckpt_run_* calls, which gather it");
+            break;
+        }
         hid_t gk = H5Gcreate2(g, k ? "s2" : "s1", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (gk < 0) {
             st = DLT_ERR(DLT_ERR_IO, "cannot create group optimizer/s%d", k + 1);
@@ -197,7 +220,8 @@ static dlt_status put_arenas(hid_t f, dlt_model *m, const dlt_optim *opt, float 
         }
         for (int i = 0; i < dlt_model_n_params(m) && st == DLT_OK; i++) {
             const dlt_param *p = dlt_model_param(m, i);
-            st = put_array(gk, be, p->name, &p->shape, arena[k] + (p->w - w0), host);
+            st = opt->shard ? put_host(gk, p->name, &p->shape, src->opt_full[k] + (p->w - w0))
+                            : put_array(gk, be, p->name, &p->shape, arena[k] + (p->w - w0), host);
         }
         H5Gclose(gk);
     }
@@ -269,7 +293,7 @@ dlt_status dlt_ckpt_write_h5(const dlt_ckpt_src *src, const dlt_train_pos *pos, 
     } else {
         st = put_scalars(f, src, pos);
         if (st == DLT_OK && src->cfg) st = put_config(f, src->cfg);
-        if (st == DLT_OK) st = put_arenas(f, src->model, src->opt, host);
+        if (st == DLT_OK) st = put_arenas(f, src, host);
         errno = 0;
         if (H5Fclose(f) < 0 && st == DLT_OK)
             st = DLT_ERR(DLT_ERR_IO, "%s: cannot write: %s", tmp, errno ? strerror(errno) : "HDF5 error");
@@ -384,9 +408,10 @@ dlt_status dlt_ckpt_load_weights(const char *path, dlt_model *m, int strict, int
     return st;
 }
 
+/* The file's state is in the full layout; dlt_optim_state_put keeps what
+ * this optimizer holds (everything, or its ZeRO shard). */
 static dlt_status get_optim(hid_t f, const char *path, dlt_model *m, dlt_optim *o, float *host)
 {
-    dlt_backend *be = dlt_model_layer(m, 0)->be;
     size_t n;
     float *w0 = dlt_model_params(m, &n);
     float *arena[2] = { o->s1, o->s2 };
@@ -401,7 +426,9 @@ static dlt_status get_optim(hid_t f, const char *path, dlt_model *m, dlt_optim *
         dlt_status st = DLT_OK;
         for (int i = 0; i < dlt_model_n_params(m) && st == DLT_OK; i++) {
             const dlt_param *p = dlt_model_param(m, i);
-            st = get_array(g, be, path, p->name, &p->shape, arena[k] + (p->w - w0), host);
+            st = read_host(g, path, p->name, &p->shape, host);
+            if (st == DLT_OK)
+                st = dlt_optim_state_put(o, k, (size_t)(p->w - w0), host, (size_t)dlt_shape_numel(&p->shape));
         }
         H5Gclose(g);
         DLT_CHECK(st);

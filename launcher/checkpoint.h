@@ -27,6 +27,7 @@
 #include "core/model.h"
 #include "core/optim.h"
 #include "comm/comm.h"
+#include "comm/zero.h"
 #include "data/data.h"
 #include "launcher/config.h"
 
@@ -46,10 +47,17 @@ typedef struct {
     int skips;           /* non-finite steps skipped in a row */
 } dlt_train_pos;
 
-/* What a checkpoint is made of. opt may be NULL (weights-only files). */
+/* What a checkpoint is made of. opt may be NULL (weights-only files).
+ * The file always holds the optimizer state in the full arena layout, so
+ * any number of ranks, with or without ZeRO, can resume it: an optimizer
+ * with a shard (ZeRO-1) loads its segments of it, and is written through
+ * the collective dlt_ckpt_run_* calls, which gather the shards into
+ * opt_full on rank 0 first. */
 typedef struct {
     dlt_model *model;
     dlt_optim *opt;
+    dlt_zero *zero;            /* the plan of opt->shard (ZeRO-1), else NULL */
+    const float *opt_full[2];  /* host, full layout: s1/s2 to write instead of opt's (set by ckpt_run.c) */
     const dlt_config *cfg;
     int world;
     int input[3];        /* per-sample C, H, W */
@@ -58,7 +66,8 @@ typedef struct {
 
 /* Writes path (an .h5) through path.tmp, fsync and rename, then its
  * manifest <path without .h5>.manifest the same way. On failure nothing new
- * is left behind (no .tmp, no manifest) and existing files are untouched. */
+ * is left behind (no .tmp, no manifest) and existing files are untouched.
+ * A sharded optimizer needs opt_full (else DLT_ERR_INVALID). */
 dlt_status dlt_ckpt_save(const dlt_ckpt_src *src, const dlt_train_pos *pos, const char *path);
 
 /* Restores parameters, state buffers, optimizer state and *pos from path.
@@ -120,6 +129,10 @@ dlt_status dlt_ckpt_run_start(dlt_ckpt_run *r, const dlt_ckpt_src *src, dlt_comm
  * outcome. *path (may be NULL) receives the file written. */
 dlt_status dlt_ckpt_run_save(dlt_ckpt_run *r, const dlt_train_pos *pos, const char *name, char *path,
                              size_t len);
+
+/* Collective: rank 0 writes the checkpoint `file` (any path, no pruning);
+ * every rank returns rank 0's outcome. The end-of-run model.h5. */
+dlt_status dlt_ckpt_run_save_file(dlt_ckpt_run *r, const dlt_train_pos *pos, const char *file);
 
 /* After each step: saves when checkpoint.every_steps says so. Collective
  * (every rank calls it at the same step). */

@@ -8,6 +8,12 @@
  * world size: the sampler re-splits the same global batches, so only the
  * global batch must match (checked by dlt_ckpt_load).
  *
+ * ZeRO-1 (comm.zero): each rank holds only its shard of the optimizer
+ * state, so saving is collective: every rank downloads its shard and
+ * rank 0 gathers them into the full arena layout (dlt_zero_gather) before
+ * it writes, which keeps the file independent of ranks and of ZeRO.
+ * Loading needs nothing: each rank keeps its segments of what it reads.
+ *
  * "resume: auto" looks in this run's checkpoint directory; when run_dir was
  * left to its default (a new timestamped directory per launch) it looks in
  * every runs/<name>-*\/checkpoints instead, so re-submitting the same job
@@ -122,6 +128,55 @@ dlt_status dlt_ckpt_run_start(dlt_ckpt_run *r, const dlt_ckpt_src *src, dlt_comm
     return DLT_OK;
 }
 
+/* ZeRO-1, collective: rank 0 receives the optimizer state of every rank in
+ * full layout, full[k] (host, malloc'ed, the caller frees; NULL elsewhere
+ * and for unused arenas). Local failures are agreed before the gathers so
+ * no rank waits in one alone. */
+static dlt_status gather_opt(dlt_ckpt_run *r, float *full[2])
+{
+    dlt_optim *o = r->src.opt;
+    dlt_zero *z = r->src.zero;
+    size_t n = dlt_zero_arena(z), mine = dlt_optim_state_floats(o);
+    float *arena[2] = { o->s1, o->s2 };
+    float *packed = malloc((mine ? mine : 1) * sizeof *packed);
+    dlt_status st = packed ? DLT_OK : DLT_ERR(DLT_ERR_NOMEM, "checkpoint: out of host memory");
+    for (int k = 0; k < 2 && st == DLT_OK && r->rank == 0; k++)
+        if (arena[k] && !(full[k] = malloc((n ? n : 1) * sizeof *full[k])))
+            st = DLT_ERR(DLT_ERR_NOMEM, "checkpoint: out of host memory for the optimizer state");
+    st = dlt_comm_agree(r->comm, st);
+    for (int k = 0; k < 2 && st == DLT_OK; k++) {
+        if (!arena[k]) continue; /* alike on every rank: the same optimizer */
+        dlt_status dl = o->be->download(o->be, packed, arena[k], mine * sizeof *packed);
+        st = dlt_comm_agree(r->comm, dl);
+        if (st == DLT_OK) st = dlt_zero_gather(z, packed, full[k], 0);
+    }
+    free(packed);
+    return st;
+}
+
+/* Collective: rank 0 writes file (in_dir: a file of the checkpoint
+ * directory, created if need be, and pruned to checkpoint.keep when prune);
+ * every rank returns rank 0's outcome. */
+static dlt_status save_agreed(dlt_ckpt_run *r, const dlt_train_pos *pos, const char *file, int in_dir, int prune)
+{
+    dlt_ckpt_src src = r->src;
+    float *full[2] = { NULL, NULL };
+    dlt_status st = DLT_OK;
+    if (src.zero && src.opt) {
+        st = gather_opt(r, full);
+        src.opt_full[0] = full[0];
+        src.opt_full[1] = full[1];
+    }
+    if (r->rank == 0 && st == DLT_OK) {
+        if (in_dir) st = dlt_mkdirs(r->dir);
+        if (st == DLT_OK) st = dlt_ckpt_save(&src, pos, file);
+        if (st == DLT_OK && prune) st = dlt_ckpt_prune(r->dir, r->src.cfg->ckpt_keep);
+    }
+    free(full[0]);
+    free(full[1]);
+    return dlt_comm_agree(r->comm, st);
+}
+
 dlt_status dlt_ckpt_run_save(dlt_ckpt_run *r, const dlt_train_pos *pos, const char *name, char *path, size_t len)
 {
     char file[sizeof r->dir + 64];
@@ -129,20 +184,19 @@ dlt_status dlt_ckpt_run_save(dlt_ckpt_run *r, const dlt_train_pos *pos, const ch
         snprintf(file, sizeof file, "%s/%s.h5", r->dir, name);
     else
         snprintf(file, sizeof file, "%s/ckpt-%08lld.h5", r->dir, (long long)pos->step);
-    dlt_status st = DLT_OK;
-    if (r->rank == 0) {
-        st = dlt_mkdirs(r->dir);
-        if (st == DLT_OK) st = dlt_ckpt_save(&r->src, pos, file);
-        if (st == DLT_OK && !name) st = dlt_ckpt_prune(r->dir, r->src.cfg->ckpt_keep);
-        if (st != DLT_OK) {
-            char why[768]; /* the message is formatted into the buffer it quotes */
-            snprintf(why, sizeof why, "%s", dlt_last_error());
-            st = DLT_ERR(st, "checkpoint not written (earlier ones are intact): %s", why);
-        }
+    dlt_status st = save_agreed(r, pos, file, 1, !name);
+    if (st != DLT_OK) {
+        char why[768]; /* the message is formatted into the buffer it quotes */
+        snprintf(why, sizeof why, "%s", dlt_last_error());
+        return DLT_ERR(st, "checkpoint not written (earlier ones are intact): %s", why);
     }
-    st = dlt_comm_agree(r->comm, st);
-    if (st == DLT_OK && path) snprintf(path, len, "%s", file);
-    return st;
+    if (path) snprintf(path, len, "%s", file);
+    return DLT_OK;
+}
+
+dlt_status dlt_ckpt_run_save_file(dlt_ckpt_run *r, const dlt_train_pos *pos, const char *file)
+{
+    return save_agreed(r, pos, file, 0, 0);
 }
 
 dlt_status dlt_ckpt_run_step(dlt_ckpt_run *r, const dlt_train_pos *pos)

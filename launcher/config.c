@@ -174,6 +174,8 @@ static const key_def KEYS[] = {
      "rank 0 writes per-layer and per-bucket times here (JSON lines); env DLT_COMM_TRACE"},
     {"comm.timeout_s", K_FLOAT, FLD(comm_timeout_s), "60", 0, 1e6, EX_MIN, NULL,
      "a collective waiting longer than this ends the job, naming where each rank is"},
+    {"comm.zero", K_INT, FLD(zero), "0", 0, 1, 0, NULL,
+     "1: ZeRO-1, optimizer state sharded over ranks (gradients reduce-scattered, parameters all-gathered)"},
     {"checkpoint.dir", K_STR, FLD(ckpt_dir), "", 0, 0, 0, NULL,
      "where checkpoints go; \"\": <run_dir>/checkpoints"},
     {"checkpoint.every_steps", K_INT64, FLD(ckpt_every), "0", 0, INF, 0, NULL,

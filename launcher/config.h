@@ -80,6 +80,7 @@ typedef struct {
     float bucket_mb;               /* comm.bucket_mb: MiB per bucket; 0: one bucket */
     char comm_trace[DLT_PATH_LEN]; /* comm.trace: JSON-lines overlap trace of rank 0; "": off */
     float comm_timeout_s;          /* comm.timeout_s: deadline of one collective wait */
+    int zero;                      /* comm.zero: 1 = ZeRO-1, optimizer state sharded over ranks */
 
     /* checkpoints, numerical safety, fine-tuning (launcher/checkpoint.h, numerics.h) */
     char ckpt_dir[DLT_PATH_LEN];   /* checkpoint.dir; "": <run_dir>/checkpoints */

@@ -14,6 +14,10 @@
  * never loads it. The NCCL communicator is bootstrapped the usual way: a
  * unique id from rank 0, broadcast over MPI.
  *
+ * ZeRO-1 (comm.zero, comm/zero.h) changes only which collectives the
+ * buckets run: reduce-scatter per bucket (NCCL: ncclReduceScatter) and,
+ * after the optimizer, one all-gather of the parameters (dlt_dist_gather).
+ *
  * The overlap trace (rank 0, JSON lines) keeps the times of one step in
  * memory and writes them after the reduction, so writing does not disturb
  * what it measures. Times are seconds since dlt_dist_init. */
@@ -46,6 +50,8 @@ struct dlt_dist {
     dlt_nccl_allreduce_start_fn nccl_start;
     dlt_nccl_wait_all_fn nccl_wait;
     dlt_nccl_free_fn nccl_free;
+    dlt_nccl_shard_start_fn nccl_rs, nccl_ag;   /* ZeRO-1 only */
+    dlt_zero *zero;              /* ZeRO-1 plan (the trainer's), NULL: allreduce */
 
     int armed;                   /* this backward is the step's last micro-batch */
     int64_t step;
@@ -58,6 +64,7 @@ struct dlt_dist {
     double timeout_s;            /* comm.timeout_s, for NCCL */
     int64_t steps;               /* statistics for comm.json */
     double backward_s, wait_s, comm_s;
+    double gather_s;             /* ZeRO-1: the parameter all-gathers */
 };
 
 /* Looks up `name` in the shared object that implements backend be. */
@@ -156,6 +163,18 @@ static dlt_status dev_start(void *ctx, float *buf, size_t n)
     return d->nccl_start(d->nccl, buf, n);
 }
 
+static dlt_status dev_reduce_scatter(void *ctx, float *buf, size_t n)
+{
+    dlt_dist *d = ctx;
+    return d->nccl_rs(d->nccl, buf, n);
+}
+
+static dlt_status dev_all_gather(void *ctx, float *buf, size_t n)
+{
+    dlt_dist *d = ctx;
+    return d->nccl_ag(d->nccl, buf, n);
+}
+
 static dlt_status dev_wait(void *ctx)
 {
     dlt_dist *d = ctx;
@@ -172,6 +191,10 @@ static dlt_status nccl_setup(dlt_dist *d, dlt_backend *be)
     LOOKUP(be, d->nccl_start, DLT_NCCL_ALLREDUCE_START_SYMBOL);
     LOOKUP(be, d->nccl_wait, DLT_NCCL_WAIT_ALL_SYMBOL);
     LOOKUP(be, d->nccl_free, DLT_NCCL_FREE_SYMBOL);
+    if (d->zero) {
+        LOOKUP(be, d->nccl_rs, DLT_NCCL_REDUCE_SCATTER_START_SYMBOL);
+        LOOKUP(be, d->nccl_ag, DLT_NCCL_ALL_GATHER_START_SYMBOL);
+    }
     unsigned char id[DLT_NCCL_ID_BYTES] = { 0 };
     dlt_status st = d->rank == 0 ? unique_id(id) : DLT_OK;
     DLT_CHECK(dlt_comm_agree(d->comm, st));
@@ -180,8 +203,15 @@ static dlt_status nccl_setup(dlt_dist *d, dlt_backend *be)
 }
 
 /* Contract: see dist.h. */
+size_t dlt_dist_bucket_floats(const dlt_config *cfg)
+{
+    double floats = (double)cfg->bucket_mb * 1048576.0 / sizeof(float);
+    return cfg->bucket_mb > 0 ? (floats < 1 ? 1 : (size_t)floats) : 0;
+}
+
+/* Contract: see dist.h. */
 dlt_status dlt_dist_init(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be, dlt_model *m,
-                         dlt_dist **out)
+                         dlt_zero *zero, dlt_dist **out)
 {
     *out = NULL;
     dlt_dist *d = calloc(1, sizeof *d);
@@ -190,6 +220,7 @@ dlt_status dlt_dist_init(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be, d
     d->rank = dlt_comm_rank(c);
     d->world = dlt_comm_size(c);
     d->model = m;
+    d->zero = zero;
     d->t0 = dlt_buckets_now();
     d->timeout_s = cfg->comm_timeout_s > 0 ? cfg->comm_timeout_s : 60.0;
     *out = d; /* freed by the caller on failure too */
@@ -204,13 +235,19 @@ dlt_status dlt_dist_init(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be, d
     dlt_model_set_grad_hook(m, on_grad_ready, d);
     if (d->world == 1) return DLT_OK;
 
-    double floats = (double)cfg->bucket_mb * 1048576.0 / sizeof(float);
-    d->bucket_floats = cfg->bucket_mb > 0 ? (floats < 1 ? 1 : (size_t)floats) : 0;
+    d->bucket_floats = dlt_dist_bucket_floats(cfg);
     size_t n;
     float *g = dlt_model_grads(m, &n);
-    dlt_bucket_device_ops ops = { .ctx = d, .start = dev_start, .wait_all = dev_wait };
+    dlt_bucket_device_ops ops = { .ctx = d, .start = dev_start, .wait_all = dev_wait,
+                                  .reduce_scatter = dev_reduce_scatter, .all_gather = dev_all_gather };
     int on_gpu = strcmp(be->name, "cpu") != 0;
     if (on_gpu) DLT_CHECK(nccl_setup(d, be));
+    if (zero) {
+        if (dlt_zero_arena(zero) != n || dlt_zero_world(zero) != d->world)
+            return DLT_ERR(DLT_ERR_INVALID, "ZeRO plan of %zu floats over %d ranks for an arena of %zu over %d",
+                           dlt_zero_arena(zero), dlt_zero_world(zero), n, d->world);
+        return dlt_buckets_init_zero(c, g, zero, on_gpu ? &ops : NULL, &d->buckets);
+    }
     return dlt_buckets_init(c, g, n, d->bucket_floats, on_gpu ? &ops : NULL, &d->buckets);
 }
 
@@ -289,6 +326,17 @@ dlt_status dlt_dist_finish(dlt_dist *d)
 }
 
 /* Contract: see dist.h. */
+dlt_status dlt_dist_gather(dlt_dist *d)
+{
+    if (!d->zero || !d->buckets) return DLT_OK;
+    size_t n;
+    double t = dlt_buckets_now();
+    DLT_CHECK(dlt_buckets_gather(d->buckets, dlt_model_params(d->model, &n)));
+    d->gather_s += dlt_buckets_now() - t;
+    return DLT_OK;
+}
+
+/* Contract: see dist.h. */
 void dlt_dist_free(dlt_dist *d, const char *run_dir)
 {
     if (!d) return;
@@ -301,10 +349,12 @@ void dlt_dist_free(dlt_dist *d, const char *run_dir)
             dlt_model_grads(d->model, &n);
             fprintf(f, "{\"world\": %d, \"grad_floats\": %zu, \"buckets\": %d, \"bucket_floats\": %zu, "
                        "\"steps\": %lld, \"backward_s_per_step\": %.6f, \"wait_s_per_step\": %.6f, "
-                       "\"comm_s_per_step\": %.6f, \"comm_thread\": %d}\n",
+                       "\"comm_s_per_step\": %.6f, \"comm_thread\": %d, \"zero\": %d, "
+                       "\"gather_s_per_step\": %.6f}\n",
                     d->world, n, d->buckets ? dlt_buckets_count(d->buckets) : 0, d->bucket_floats,
                     (long long)d->steps, d->backward_s / (double)d->steps, d->wait_s / (double)d->steps,
-                    d->comm_s / (double)d->steps, d->buckets ? dlt_buckets_threaded(d->buckets) : 0);
+                    d->comm_s / (double)d->steps, d->buckets ? dlt_buckets_threaded(d->buckets) : 0, d->zero != NULL,
+                    d->gather_s / (double)d->steps);
             fclose(f);
         }
     }

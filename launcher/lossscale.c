@@ -31,6 +31,15 @@ dlt_status dlt_lossscale_unscale(dlt_lossscale *ls, dlt_backend *be, float *g, s
     if (!ls->on) return DLT_OK;
     double ss = 0.0;
     DLT_CHECK(be->sumsq(be, n, g, &ss));
+    return dlt_lossscale_unscale_ss(ls, be, g, n, ss, overflow);
+}
+
+/* Contract: lossscale.h. */
+dlt_status dlt_lossscale_unscale_ss(dlt_lossscale *ls, dlt_backend *be, float *g, size_t n, double ss,
+                                    int *overflow)
+{
+    *overflow = 0;
+    if (!ls->on) return DLT_OK;
     if (!isfinite(ss)) {
         *overflow = 1;
         ls->overflows++;

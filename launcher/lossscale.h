@@ -34,5 +34,11 @@ float dlt_lossscale_factor(const dlt_lossscale *ls);
  * Off: *overflow = 0 and nothing runs. One sync (sumsq) per step when on. */
 dlt_status dlt_lossscale_unscale(dlt_lossscale *ls, dlt_backend *be, float *g, size_t n,
                                  int *overflow);
+/* The same, deciding from ss, the sum of squares of the gradients the
+ * optimizer reads, computed by the caller: under ZeRO-1 a rank holds only
+ * its pieces of the summed gradient, so ss must be the global sum
+ * (dlt_optim_grad_sumsq) for every rank to decide alike. */
+dlt_status dlt_lossscale_unscale_ss(dlt_lossscale *ls, dlt_backend *be, float *g, size_t n, double ss,
+                                    int *overflow);
 
 #endif

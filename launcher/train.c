@@ -7,7 +7,10 @@
  * ranks. The gradient arena is summed over ranks in buckets that start
  * while backward still runs (launcher/dist.c; train.accum_steps micro-batches
  * accumulate first) and every rank applies the same optimizer step, so
- * replicas stay identical without further messages.
+ * replicas stay identical without further messages. With comm.zero (ZeRO-1,
+ * comm/zero.h) the buckets are reduce-scattered instead, each rank steps
+ * only its shard of the optimizer state, and the parameters are all-gathered
+ * after the step.
  *
  * Set-up errors (config, data, model) are agreed across ranks so all leave
  * together with one message. A failure inside the step loop ends the job
@@ -51,6 +54,7 @@ typedef struct {
     dlt_loader_t train_ld, test_ld;
     dlt_model *model;
     dlt_optim opt;
+    dlt_zero *zero;     /* comm.zero on more than one rank: opt holds this rank's shard */
     int classes;
 
     /* batches: two slots of host and backend buffers, loss sums on the
@@ -273,6 +277,10 @@ static dlt_status build_model(trainer *t)
         .step_size = c->step_size, .gamma = c->gamma, .total_steps = steps, .warmup_steps = c->warmup_steps,
     };
     o->clip_norm = c->clip_norm;
+    if (c->zero && t->world > 1) { /* before the resume, which loads only this shard */
+        DLT_CHECK(dlt_zero_init(t->comm, n_params, dlt_dist_bucket_floats(c), &t->zero));
+        o->shard = dlt_zero_shard(t->zero);
+    }
     DLT_CHECK(dlt_optim_init(o, be, n_params));
     return DLT_OK;
 }
@@ -334,7 +342,7 @@ static dlt_status start_checkpoints(trainer *t)
 {
     int ch = 1, h = 1, w = (int)t->sample_numel; /* token models: (1, 1, L) */
     if (!t->text) dlt_dataset_shape(t->train_ds, &ch, &h, &w);
-    dlt_ckpt_src src = { .model = t->model, .opt = &t->opt, .cfg = &t->cfg, .world = t->world,
+    dlt_ckpt_src src = { .model = t->model, .opt = &t->opt, .zero = t->zero, .cfg = &t->cfg, .world = t->world,
                          .input = { ch, h, w }, .classes = t->classes };
     t->num = (dlt_numerics){ .skip = !strcmp(t->cfg.nonfinite, "skip"), .max_skips = t->cfg.max_skips };
     dlt_signals_install();
@@ -444,7 +452,13 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     double tk = now_s();
     STEP_CHECK(t, dlt_dist_finish(t->dist));
     int overflow;
-    STEP_CHECK(t, dlt_lossscale_unscale(&t->ls, be, g, n_params, &overflow));
+    if (t->zero && t->ls.on) { /* a rank holds only its pieces of the sum: decide on the global norm */
+        double ss;
+        STEP_CHECK(t, dlt_optim_grad_sumsq(&t->opt, g, &ss));
+        STEP_CHECK(t, dlt_lossscale_unscale_ss(&t->ls, be, g, n_params, ss, &overflow));
+    } else {
+        STEP_CHECK(t, dlt_lossscale_unscale(&t->ls, be, g, n_params, &overflow));
+    }
     if (overflow) { /* fp16: skip the step at a lower scale, alike on every rank */
         STEP_CHECK(t, dlt_staging_step_undo(&t->stg));
         return 1;
@@ -460,6 +474,10 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     dlt_status st = dlt_numerics_step(&t->num, t->comm, t->model, &t->opt, step, step_loss, grad_norm,
                                       &applied, &t->stop);
     if (st == DLT_OK) STEP_CHECK(t, dlt_freeze_after(t->freeze));
+    if (st == DLT_OK && applied) { /* ZeRO-1: every rank's updated pieces to all */
+        dlt_comm_set_where(t->comm, step, "allgather");
+        STEP_CHECK(t, dlt_dist_gather(t->dist));
+    }
     if (st == DLT_ERR_NUMERIC) { /* agreed on every rank: one message, all leave */
         if (t->rank == 0) fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
         dlt_comm_free(t->comm);
@@ -494,6 +512,20 @@ static void log_train(trainer *t, int64_t step, int64_t epoch, window *win, doub
     *win = (window){ .t0 = now_s() };
 }
 
+/* Rank 0: the optimizer state's bytes per rank, and the whole of it. */
+static void print_opt_state(trainer *t)
+{
+    int arenas = (t->opt.s1 != NULL) + (t->opt.s2 != NULL);
+    size_t per = dlt_optim_state_floats(&t->opt) * sizeof(float) * (size_t)arenas;
+    size_t whole = t->opt.n * sizeof(float) * (size_t)arenas, most = per;
+    for (int p = 0; t->zero && p < t->world; p++) {
+        size_t b = dlt_zero_floats(t->zero, p) * sizeof(float) * (size_t)arenas;
+        if (b > most) most = b;
+    }
+    printf("optimizer state: %zu bytes on rank 0 (at most %zu per rank, %zu in all, %s)\n", per, most, whole,
+           t->zero ? "ZeRO-1: sharded over ranks" : "replicated on every rank");
+}
+
 static void train_loop(trainer *t)
 {
     dlt_config *c = &t->cfg;
@@ -511,6 +543,7 @@ static void train_loop(trainer *t)
                t->world, t->world > 1 ? "s" : "", t->be->name, c->batch_size * c->accum_steps, (long long)steps_per_epoch,
                (long long)total);
         dlt_model_describe(t->model, stdout);
+        print_opt_state(t);
         printf("run dir: %s\n", t->run_dir);
         fflush(stdout);
     }
@@ -590,10 +623,12 @@ static void train_loop(trainer *t)
     double sps = step > 5 && t_timed > 0 ? (double)timed_samples / t_timed : NAN;
     double elapsed = now_s() - t_start;
 
+    char model_path[DLT_PATH_LEN + 32];
+    snprintf(model_path, sizeof model_path, "%s/model.h5", t->run_dir);
+    /* a full checkpoint (eval, predict, resume); collective: ZeRO gathers the optimizer state */
+    STEP_CHECK(t, dlt_ckpt_run_save_file(&t->ck, &t->pos, model_path));
     if (t->rank == 0) {
         char path[DLT_PATH_LEN + 32];
-        snprintf(path, sizeof path, "%s/model.h5", t->run_dir);
-        STEP_CHECK(t, dlt_ckpt_save(&t->ck.src, &t->pos, path)); /* a full checkpoint: eval, predict, resume */
         printf("done: %lld steps in %.1f s, %.0f samples/s", (long long)step, elapsed, sps);
         if (!isnan(last_eval_loss)) printf(", eval loss %.4f", last_eval_loss);
         if (classifier && !isnan(last_eval_acc)) printf(", eval accuracy %.4f", last_eval_acc);
@@ -647,7 +682,7 @@ int dlt_cmd_train(int argc, char **argv)
     STEP_CHECK(&t, bcast_arena(&t, p, n));
     /* same config and binary everywhere, the rank table, then buckets/NCCL */
     st = dlt_dist_check_start(t.comm, &t.cfg, t.be);
-    if (st == DLT_OK) st = dlt_comm_agree(t.comm, dlt_dist_init(t.comm, &t.cfg, t.be, t.model, &t.dist));
+    if (st == DLT_OK) st = dlt_comm_agree(t.comm, dlt_dist_init(t.comm, &t.cfg, t.be, t.model, t.zero, &t.dist));
     if (st != DLT_OK) {
         if (t.rank == 0) fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
         dlt_dist_free(t.dist, NULL);
@@ -661,6 +696,7 @@ int dlt_cmd_train(int argc, char **argv)
     dlt_tboard_close(t.tb);
     dlt_dist_free(t.dist, t.run_dir);
     dlt_optim_free(&t.opt);
+    dlt_zero_free(t.zero);
     dlt_model_free(t.model);
     dlt_staging_free(&t.stg); /* first: its uploads may read the loaders' buffers */
     if (t.test_ld) dlt_loader_free(t.test_ld);

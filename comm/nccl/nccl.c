@@ -202,6 +202,20 @@ dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n)
     return wait_stream(c, c->stream, "allreduce", deadline);
 }
 
+/* The communication stream, created on first use, made to wait for the work
+ * queued so far on the compute stream. */
+static dlt_status order_after_compute(struct dlt_nccl *c)
+{
+    CUDA_CHECK(cudaSetDevice(c->device));
+    if (!c->comm_stream) {
+        CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm_stream, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    }
+    CUDA_CHECK(cudaEventRecord(c->ready, c->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->comm_stream, c->ready, 0));
+    return DLT_OK;
+}
+
 /* Contract: see nccl.h. */
 dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
 {
@@ -210,19 +224,54 @@ dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
         return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
     if (n == 0) return DLT_OK;
     if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
-    CUDA_CHECK(cudaSetDevice(c->device));
-    if (!c->comm_stream) {
-        CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm_stream, cudaStreamNonBlocking));
-        CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
-    }
-    CUDA_CHECK(cudaEventRecord(c->ready, c->stream));
-    CUDA_CHECK(cudaStreamWaitEvent(c->comm_stream, c->ready, 0));
+    DLT_CHECK(order_after_compute(c));
     ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->comm_stream);
     if (r != ncclSuccess && r != ncclInProgress)
         return fail_abort(c, "allreduce", ncclGetErrorString(r));
     /* a non-blocking communicator may still be enqueueing; the next NCCL
      * call must wait for that, the GPU work itself goes on */
     return wait_comm(c, "allreduce", now_s() + c->timeout_s);
+}
+
+/* ZeRO-1 piece layout (comm/zero.h dlt_zero_piece): q floats per rank, the
+ * remainder rem (< nranks) after the last rank's q. In place everywhere:
+ * ncclReduceScatter's recvbuff is sendbuff + rank * q, ncclAllGather's
+ * sendbuff is recvbuff + rank * q, and the remainder's reduce/broadcast
+ * use one buffer as both ends. gather selects the all-gather. */
+static dlt_status shard_start(struct dlt_nccl *c, float *buf, size_t n, int gather)
+{
+    const char *what = gather ? "all-gather" : "reduce-scatter";
+    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL %s: NULL communicator", what);
+    if (!c->comm) return DLT_ERR(DLT_ERR_COMM, "NCCL %s: the communicator was aborted earlier", what);
+    if (n == 0) return DLT_OK;
+    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL %s: NULL buffer", what);
+    DLT_CHECK(order_after_compute(c));
+    size_t q = n / (size_t)c->nranks, rem = n - q * (size_t)c->nranks;
+    float *mine = buf + q * (size_t)c->rank, *tail = buf + q * (size_t)c->nranks;
+    int root = c->nranks - 1;
+    ncclResult_t r = ncclGroupStart();
+    if ((r == ncclSuccess || r == ncclInProgress) && q > 0)
+        r = gather ? ncclAllGather(mine, buf, q, ncclFloat32, c->comm, c->comm_stream)
+                   : ncclReduceScatter(buf, mine, q, ncclFloat32, ncclSum, c->comm, c->comm_stream);
+    if ((r == ncclSuccess || r == ncclInProgress) && rem > 0)
+        r = gather ? ncclBroadcast(tail, tail, rem, ncclFloat32, root, c->comm, c->comm_stream)
+                   : ncclReduce(tail, tail, rem, ncclFloat32, ncclSum, root, c->comm, c->comm_stream);
+    ncclResult_t e = ncclGroupEnd(); /* always closes the group, even after a failed call */
+    if (r == ncclSuccess || r == ncclInProgress) r = e;
+    if (r != ncclSuccess && r != ncclInProgress) return fail_abort(c, what, ncclGetErrorString(r));
+    return wait_comm(c, what, now_s() + c->timeout_s);
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_reduce_scatter_start(dlt_nccl_t c, float *buf, size_t n)
+{
+    return shard_start(c, buf, n, 0);
+}
+
+/* Contract: see nccl.h. */
+dlt_status dlt_nccl_all_gather_start(dlt_nccl_t c, float *buf, size_t n)
+{
+    return shard_start(c, buf, n, 1);
 }
 
 /* Contract: see nccl.h. */

@@ -46,8 +46,18 @@ dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n);
  * on the backend's stream so far (an event), and returns without waiting.
  * Collective: every rank starts the same sums in the same order. */
 dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n);
+/* ZeRO-1 forms of the overlapped sum, queued and ordered the same way:
+ * reduce_scatter leaves in buf (n floats) the sum over all ranks of this
+ * rank's piece (comm/zero.h dlt_zero_piece: n / nranks floats at
+ * rank * (n / nranks), the last rank also the remainder), in place;
+ * all_gather copies every rank's piece of buf to all ranks, in place.
+ * ncclReduceScatter / ncclAllGather over the equal pieces, plus an
+ * ncclReduce / ncclBroadcast rooted at the last rank for the remainder, in
+ * one NCCL group. Collective. */
+dlt_status dlt_nccl_reduce_scatter_start(dlt_nccl_t c, float *buf, size_t n);
+dlt_status dlt_nccl_all_gather_start(dlt_nccl_t c, float *buf, size_t n);
 /* Waits (bounded by the timeout, watching for NCCL errors) until every sum
- * started with dlt_nccl_allreduce_start is complete; work queued on the
+ * started with dlt_nccl_allreduce_start (or the ZeRO forms) is complete; work queued on the
  * backend's stream afterwards sees the results. DLT_ERR_COMM as above. */
 dlt_status dlt_nccl_wait_all(dlt_nccl_t c);
 
@@ -74,6 +84,8 @@ void dlt_nccl_free(dlt_nccl_t c);
 #define DLT_NCCL_ALLREDUCE_START_SYMBOL "dlt_nccl_allreduce_start"
 #define DLT_NCCL_WAIT_ALL_SYMBOL "dlt_nccl_wait_all"
 #define DLT_NCCL_BUS_ID_SYMBOL "dlt_nccl_bus_id"
+#define DLT_NCCL_REDUCE_SCATTER_START_SYMBOL "dlt_nccl_reduce_scatter_start"
+#define DLT_NCCL_ALL_GATHER_START_SYMBOL "dlt_nccl_all_gather_start"
 typedef dlt_status (*dlt_nccl_unique_id_fn)(void *id128);
 typedef dlt_status (*dlt_nccl_init_fn)(dlt_backend *be, const void *id128, int nranks, int rank,
                                        double timeout_s, dlt_nccl_t *out);
@@ -83,5 +95,6 @@ typedef void (*dlt_nccl_free_fn)(dlt_nccl_t c);
 typedef dlt_status (*dlt_nccl_allreduce_start_fn)(dlt_nccl_t c, float *buf, size_t n);
 typedef dlt_status (*dlt_nccl_wait_all_fn)(dlt_nccl_t c);
 typedef dlt_status (*dlt_nccl_bus_id_fn)(dlt_backend *be, char *buf, size_t len);
+typedef dlt_status (*dlt_nccl_shard_start_fn)(dlt_nccl_t c, float *buf, size_t n);
 
 #endif

@@ -592,6 +592,23 @@ static void test_nccl(void)
     float *d_x = up(x, n * 4);
     MUST(allreduce(comm, d_x, n));
     check_dev("nccl allreduce_sum_f32, 1 rank", d_x, x, n, 0.0);
+    /* ZeRO-1 forms: one rank owns the whole buffer, so both leave it as it is */
+    dlt_nccl_shard_start_fn rs, ag;
+    dlt_nccl_wait_all_fn wait_all;
+    void *s5 = dlsym(h, DLT_NCCL_REDUCE_SCATTER_START_SYMBOL), *s6 = dlsym(h, DLT_NCCL_ALL_GATHER_START_SYMBOL);
+    void *s7 = dlsym(h, DLT_NCCL_WAIT_ALL_SYMBOL);
+    check_true("nccl: ZeRO symbols exported", s5 && s6 && s7, NULL);
+    if (s5 && s6 && s7) {
+        memcpy(&rs, &s5, sizeof s5);
+        memcpy(&ag, &s6, sizeof s6);
+        memcpy(&wait_all, &s7, sizeof s7);
+        MUST(rs(comm, d_x, n));
+        MUST(wait_all(comm));
+        check_dev("nccl reduce_scatter_start, 1 rank", d_x, x, n, 0.0);
+        MUST(ag(comm, d_x, n));
+        MUST(wait_all(comm));
+        check_dev("nccl all_gather_start, 1 rank", d_x, x, n, 0.0);
+    }
     nfree(comm);
     G->free(G, d_x);
     free(x);

@@ -413,6 +413,116 @@ START_TEST(test_adam_first_step_is_lr_sized)
 }
 END_TEST
 
+/* ---- ZeRO-1 shards ---- */
+
+/* A stand-in for the allreduce over ranks: adds what the other shard's rank
+ * would contribute (*ctx), set by the test before each step. */
+static dlt_status fake_sum(void *ctx, double *v, size_t k)
+{
+    for (size_t i = 0; i < k; i++) v[i] += ((const double *)ctx)[i];
+    return DLT_OK;
+}
+
+static double seg_sumsq(const float *g, const dlt_optim_shard *sh)
+{
+    double s = 0;
+    for (size_t i = 0; i < sh->count; i++)
+        for (size_t j = 0; j < sh->len[i]; j++) s += (double)g[sh->off[i] + j] * g[sh->off[i] + j];
+    return s;
+}
+
+/* Two complementary shards of one arena, each stepped as its rank would
+ * (global norm from its segments plus the other's), together give the
+ * whole-arena Adam trajectory with clipping active; each leaves the floats
+ * it does not own untouched, and keeps packed state of its own size only. */
+START_TEST(test_shards_match_whole_arena)
+{
+    enum { N = 1000, STEPS = 5 };
+    static const size_t a_off[] = { 0, 300, 900 }, a_len[] = { 100, 150, 100 };
+    static const size_t b_off[] = { 100, 450, 1000 }, b_len[] = { 200, 450, 0 };
+    double a_extra = 0, b_extra = 0;
+    dlt_optim_shard sa = { 3, a_off, a_len, 350, fake_sum, &b_extra };
+    dlt_optim_shard sb = { 3, b_off, b_len, 650, fake_sum, &a_extra };
+    float *w = balloc(N), *wa = balloc(N), *wb = balloc(N), *w0 = malloc(N * sizeof *w0);
+    float *g = balloc(N), *ga = balloc(N), *gb = balloc(N), *g0 = malloc(N * sizeof *g0);
+    tu_fill_uniform(w0, N, 21, -1.0f, 1.0f);
+    memcpy(w, w0, N * sizeof *w);
+    memcpy(wa, w0, N * sizeof *w);
+    memcpy(wb, w0, N * sizeof *w);
+    dlt_optim o[3];
+    const dlt_optim_shard *shards[3] = { NULL, &sa, &sb };
+    for (int i = 0; i < 3; i++) {
+        o[i] = (dlt_optim){ .h = { .kind = DLT_OPT_ADAM, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                                   .weight_decay = 0.01f },
+                            .sched = { .lr = 0.01f }, .clip_norm = 2.0f, .shard = shards[i] };
+        ck_assert_msg(dlt_optim_init(&o[i], be, N) == DLT_OK, "%s", dlt_last_error());
+    }
+    ck_assert_uint_eq(dlt_optim_state_floats(&o[0]), N);
+    ck_assert_uint_eq(dlt_optim_state_floats(&o[1]), 350);
+    ck_assert_uint_eq(dlt_optim_state_floats(&o[2]), 650);
+    for (int step = 0; step < STEPS; step++) {
+        tu_fill_uniform(g0, N, 100 + (uint64_t)step, -1.0f, 1.0f); /* norm ~18: clipped to 2 */
+        memcpy(g, g0, N * sizeof *g);
+        memcpy(ga, g0, N * sizeof *g);
+        memcpy(gb, g0, N * sizeof *g);
+        a_extra = seg_sumsq(g0, &sa);
+        b_extra = seg_sumsq(g0, &sb);
+        double n0, na, nb;
+        ck_assert(dlt_optim_step(&o[0], w, g, &n0) == DLT_OK);
+        ck_assert(dlt_optim_step(&o[1], wa, ga, &na) == DLT_OK);
+        ck_assert(dlt_optim_step(&o[2], wb, gb, &nb) == DLT_OK);
+        ck_assert(n0 > 2.0);
+        ck_assert_msg(fabs(na - n0) <= 1e-12 * n0 && fabs(nb - n0) <= 1e-12 * n0, "norms %g %g %g", n0, na, nb);
+    }
+    /* owned floats follow the whole arena; the others are untouched */
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t j = a_off[i]; j < a_off[i] + a_len[i]; j++) {
+            ck_assert_msg(fabsf(wa[j] - w[j]) <= 1e-6f * fmaxf(1.0f, fabsf(w[j])), "shard a [%zu]", j);
+            ck_assert(wb[j] == w0[j]);
+        }
+        for (size_t j = b_off[i]; j < b_off[i] + b_len[i]; j++) {
+            ck_assert_msg(fabsf(wb[j] - w[j]) <= 1e-6f * fmaxf(1.0f, fabsf(w[j])), "shard b [%zu]", j);
+            ck_assert(wa[j] == w0[j]);
+        }
+    }
+    /* state_put: values in the full layout land at the packed places */
+    float full[N];
+    for (int i = 0; i < N; i++) full[i] = (float)i;
+    ck_assert(dlt_optim_state_put(&o[1], 1, 250, full + 250, 700) == DLT_OK); /* [250, 950) */
+    ck_assert(o[1].s2[99] != 99.0f);                                          /* [0, 100) not in range */
+    ck_assert(o[1].s2[100] == 300.0f && o[1].s2[249] == 449.0f);              /* [300, 450) -> [100, 250) */
+    ck_assert(o[1].s2[250] == 900.0f && o[1].s2[299] == 949.0f);              /* [900, 950) -> [250, 300) */
+    ck_assert(o[1].s2[300] != 950.0f);
+    ck_assert_int_eq(dlt_optim_state_put(&o[1], 1, 900, full, 101), DLT_ERR_INVALID);
+    /* a shard leaving the arena is refused */
+    dlt_optim bad = o[0];
+    static const size_t bad_off[] = { 990 }, bad_len[] = { 20 };
+    dlt_optim_shard sbad = { 1, bad_off, bad_len, 20, fake_sum, &a_extra };
+    bad.shard = &sbad;
+    bad.s1 = bad.s2 = NULL;
+    ck_assert_int_eq(dlt_optim_init(&bad, be, N), DLT_ERR_INVALID);
+    /* an empty shard (more ranks than floats in a bucket) still has its
+     * arenas, like every other rank, and its step changes nothing */
+    static const size_t e_off[] = { 5 }, e_len[] = { 0 };
+    dlt_optim_shard se = { 1, e_off, e_len, 0, fake_sum, &a_extra };
+    dlt_optim empty = { .h = o[0].h, .sched = { .lr = 0.01f }, .shard = &se };
+    ck_assert(dlt_optim_init(&empty, be, N) == DLT_OK);
+    ck_assert(empty.s1 != NULL && empty.s2 != NULL);
+    memcpy(w0, wa, N * sizeof *w0);
+    a_extra = 1.0;
+    double en = 0;
+    ck_assert(dlt_optim_step(&empty, wa, ga, &en) == DLT_OK);
+    ck_assert(en == 1.0); /* the other ranks' share of the norm only */
+    ck_assert(memcmp(w0, wa, N * sizeof *w0) == 0);
+    dlt_optim_free(&empty);
+    for (int i = 0; i < 3; i++) dlt_optim_free(&o[i]);
+    float *bufs[] = { w, wa, wb, g, ga, gb };
+    for (int i = 0; i < 6; i++) be->free(be, bufs[i]);
+    free(w0);
+    free(g0);
+}
+END_TEST
+
 static Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -434,6 +544,7 @@ static Suite *optim_suite(void)
     tcase_add_test(c, test_init_validation);
     tcase_add_test(c, test_sgd_momentum_buffer_starts_at_gradient);
     tcase_add_test(c, test_adam_first_step_is_lr_sized);
+    tcase_add_test(c, test_shards_match_whole_arena);
     suite_add_tcase(s, c);
     return s;
 }
