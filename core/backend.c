@@ -25,6 +25,7 @@ static const struct {
     OP(lstm_fwd), OP(lstm_bwd),
     OP(host_alloc), OP(host_free), OP(upload_async), OP(upload_wait), OP(upload_release),
     OP(upload_host_wait), OP(sum_to),
+    OP(linear_fwd), OP(linear_bwd_w),
 };
 #undef OP
 

@@ -268,6 +268,19 @@ struct dlt_backend {
      * of a host loop `acc += x[i]`; CUDA uses one fixed-order block
      * (deterministic). Queued like any op. */
     dlt_status (*sum_to)(dlt_backend *be, size_t n, const float *x, double *acc);
+
+    /* ---- fully connected layers (CPU: core/cpu/cpu_linear.c; CUDA:
+     * core/cuda/cuda_lt.c, cuBLASLt with the bias fused into the gemm's
+     * epilogue) ----
+     * y (rows, out) = x (rows, in) w (out, in)^T + b (out), torch.nn.Linear's
+     * layout; b may be NULL (no bias). Overwrites y. */
+    dlt_status (*linear_fwd)(dlt_backend *be, int rows, int in, int out, const float *x,
+                             const float *w, const float *b, float *y);
+    /* dw (out, in) += dy (rows, out)^T x (rows, in); db (out) += the column
+     * sums of dy unless db is NULL. The input gradient dx = dy w is a plain
+     * gemm (its accumulate-or-overwrite choice is the caller's). */
+    dlt_status (*linear_bwd_w)(dlt_backend *be, int rows, int in, int out, const float *x,
+                               const float *dy, float *dw, float *db);
 };
 
 /* Upload slots (backend upload_async): two, for double buffering. */

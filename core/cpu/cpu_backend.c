@@ -131,6 +131,9 @@ static const dlt_backend cpu_table = {
     /* .upload_release    = */ dlt_cpu_upload_slot,
     /* .upload_host_wait  = */ dlt_cpu_upload_slot,
     /* .sum_to            = */ dlt_cpu_sum_to,
+
+    /* .linear_fwd        = */ dlt_cpu_linear_fwd,
+    /* .linear_bwd_w      = */ dlt_cpu_linear_bwd_w,
 };
 
 /* Creates the CPU backend: a heap copy of the constant table, released by
