@@ -2,11 +2,11 @@
  * torch.nn.MultiheadAttention(dim, heads, dropout, batch_first=True) called
  * with query = key = value = x and key_padding_mask = (token ids == 0).
  *
- * One packed in-projection (backend linear_fwd) produces q, k and v for all heads at once
+ * One packed in-projection gemm produces q, k and v for all heads at once
  * (weight (3 dim, dim), torch's in_proj_weight layout), the backend's
  * attention op does the per-head softmax(q k^T / sqrt(dh)) v with the
- * padding mask and dropout on the probabilities, and one linear_fwd applies
- * the out-projection. The transformer block reuses the same block (dlt_mha_*)
+ * padding mask and dropout on the probabilities, and one gemm applies the
+ * out-projection. The transformer block reuses the same block (dlt_mha_*)
  * with its own parameter prefix.
  *
  * Padding mask: the layer has one input, the hidden states; the token ids
