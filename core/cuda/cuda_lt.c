@@ -294,8 +294,9 @@ dlt_status dlt_cuda_linear_fwd(dlt_backend *be, int rows, int in, int out, const
         }
     }
     if (b) impl->lt->unfused++;
-    /* y = x W^T (k = 0 gives zeros), then + b */
-    DLT_CHECK(dlt_cuda_gemm(be, 0, 1, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out));
+    /* y = x W^T (zeros when in = 0, which gemm's lda check would refuse), then + b */
+    if (in == 0) DLT_CHECK(dlt_cuda_fill(be, y, (size_t)rows * out, 0.0f));
+    else DLT_CHECK(dlt_cuda_gemm(be, 0, 1, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out));
     return b ? dlt_cuda_bias_add(be, rows, out, 1, b, y) : DLT_OK;
 }
 

@@ -101,6 +101,7 @@ void test_cuda_linear_all(void)
     /* 4-byte aligned operands, as parameters in the arena are */
     test_linear_one(64, 96, 160, 1, 1, "fp32", TOL_TF32);
     test_linear_one(33, 65, 129, 1, 1, "bf16", TOL_BF16);
+    test_linear_one(5, 0, 4, 1, 0, "fp32", TOL_FP32); /* no inputs: y = b, dw untouched */
     check_true("linear_fwd with a negative size is DLT_ERR_INVALID",
                G->linear_fwd(G, -1, 4, 4, NULL, NULL, NULL, NULL) == DLT_ERR_INVALID, NULL);
     report_fusion();
