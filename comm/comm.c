@@ -14,6 +14,13 @@
  * (guard.c): a polling loop with a deadline that also listens for other
  * ranks' failure notices, so no collective can wait forever.
  *
+ * The first collectives (the duplicate, the node split, the guard's own
+ * duplicate) are the first traffic between ranks. Where nodes cannot reach
+ * each other (a firewall between them, MPI on the wrong interface) they
+ * never return, and no deadline wait exists yet: a watchdog bounds them
+ * (DLT_COMM_START_TIMEOUT seconds, default 60; the config, with
+ * comm.timeout_s, is read only later), so such a job ends instead of hanging.
+ *
  * dlt_comm_agree() is the failure-propagation primitive: one MIN-allreduce of
  * "my rank if I failed, else size" tells every rank the lowest failing rank;
  * that rank then broadcasts its status and message, and every rank records
@@ -29,6 +36,7 @@
 
 #include "comm/comm_internal.h"
 #include "comm/guard.h"
+#include "comm/watchdog.h"
 #include "core/status.h"
 
 /* Largest number of elements (or bytes) handed to one MPI call. */
@@ -44,6 +52,7 @@ struct dlt_comm {
     int local_size;         /* number of those processes */
     int owns_mpi;           /* 1 if dlt_comm_init called MPI_Init_thread */
     char host[MPI_MAX_PROCESSOR_NAME + 1];
+    char start_what[176];   /* what the start-up watchdog names (it keeps the pointer) */
     dlt_guard *guard;       /* deadlines, failure notices, watchdog (guard.c) */
 };
 
@@ -87,13 +96,25 @@ dlt_guard *dlt_comm_guard(dlt_comm_t c) { return c->guard; }
         }                                                                      \
     } while (0)
 
+/* Seconds the first collectives may take: DLT_COMM_START_TIMEOUT, else 60. */
+static double start_timeout(void)
+{
+    const char *v = getenv("DLT_COMM_START_TIMEOUT");
+    char *end = NULL;
+    double s = v && v[0] ? strtod(v, &end) : 0;
+    return end && !*end && s > 0 ? s : 60.0;
+}
+
 /* Contract: starts MPI unless it is already running, asking for
  * MPI_THREAD_MULTIPLE (the gradient buckets' communication thread,
  * comm/bucket.c, uses it when provided) and requiring MPI_THREAD_FUNNELED,
  * duplicates the world communicator with MPI_ERRORS_RETURN, and fills rank,
  * size, node-local rank and host name. argc/argv may be NULL. A program
- * started without mpirun is a world of one. Returns DLT_ERR_INVALID (out ==
- * NULL or MPI already finalised), DLT_ERR_NOMEM or DLT_ERR_COMM. */
+ * started without mpirun is a world of one. If the first collectives do not
+ * finish within DLT_COMM_START_TIMEOUT seconds (default 60) the process
+ * _exits with DLT_EXIT_WATCHDOG, saying so on stderr. Returns
+ * DLT_ERR_INVALID (out == NULL or MPI already finalised), DLT_ERR_NOMEM or
+ * DLT_ERR_COMM. */
 dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
 {
     if (!out) return DLT_ERR(DLT_ERR_INVALID, "dlt_comm_init: NULL output pointer");
@@ -107,6 +128,7 @@ dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
     struct dlt_comm *c = calloc(1, sizeof *c);
     if (!c) return DLT_ERR(DLT_ERR_NOMEM, "dlt_comm_init: out of memory");
     c->comm = MPI_COMM_NULL;
+    dlt_watchdog *dog = NULL; /* bounds the first collectives */
 
     dlt_status st = DLT_OK;
     if (!inited) {
@@ -123,6 +145,18 @@ dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
         }
     }
 
+    int hlen = 0, world = 1;
+    MPI_CHECK_GOTO(MPI_Get_processor_name(c->host, &hlen), st, fail);
+    c->host[hlen < 0 ? 0 : hlen] = '\0';
+    MPI_CHECK_GOTO(MPI_Comm_size(MPI_COMM_WORLD, &world), st, fail);
+    if (world > 1) {
+        snprintf(c->start_what, sizeof c->start_what,
+                 "MPI start-up on %.40s (the first collectives between ranks: can every node reach "
+                 "every other? a firewall? btl_tcp_if_include?)",
+                 c->host);
+        DLT_CHECK_GOTO(dlt_watchdog_start(&dog), st, fail);
+        dlt_watchdog_arm(dog, start_timeout(), c->start_what);
+    }
     MPI_CHECK_GOTO(MPI_Comm_dup(MPI_COMM_WORLD, &c->comm), st, fail);
     MPI_CHECK_GOTO(MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN), st, fail);
     MPI_CHECK_GOTO(MPI_Comm_rank(c->comm, &c->rank), st, fail);
@@ -137,15 +171,14 @@ dlt_status dlt_comm_init(int *argc, char ***argv, dlt_comm_t *out)
     MPI_Comm_free(&node);
     MPI_CHECK_GOTO(lr_rc, st, fail);
 
-    int hlen = 0;
-    MPI_CHECK_GOTO(MPI_Get_processor_name(c->host, &hlen), st, fail);
-    c->host[hlen < 0 ? 0 : hlen] = '\0';
     DLT_CHECK_GOTO(dlt_guard_init(c->comm, &c->guard), st, fail);
+    dlt_watchdog_stop(dog);
 
     *out = c;
     return DLT_OK;
 
 fail:
+    dlt_watchdog_stop(dog);
     if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
     if (c->owns_mpi) MPI_Finalize();
     free(c);

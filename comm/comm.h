@@ -44,8 +44,10 @@ void dlt_comm_abort(dlt_comm_t c, int code);
 
 /* ---- failures never hang (guard.c, watchdog.c) ---- */
 
-/* Exit code of a process whose abort (or MPI_Finalize) itself hung and was
- * ended by the watchdog thread. */
+/* Exit code of a process whose abort (or MPI_Finalize, or MPI start-up:
+ * the first collectives of dlt_comm_init, bounded by the environment's
+ * DLT_COMM_START_TIMEOUT seconds, default 60) itself hung and was ended by
+ * the watchdog thread. */
 #define DLT_EXIT_WATCHDOG 98
 
 /* Seconds any one collective may wait before it fails with a timeout that

@@ -24,7 +24,9 @@ static const struct {
     OP(softmax_xent_seq_fwd), OP(softmax_xent_seq_bwd), OP(attention_fwd), OP(attention_bwd),
     OP(lstm_fwd), OP(lstm_bwd),
     OP(host_alloc), OP(host_free), OP(upload_async), OP(upload_wait), OP(upload_release),
+    OP(upload_host_wait), OP(sum_to), OP(lstm_sizes),
     OP(upload_host_wait), OP(sum_to),
+    OP(attention_fwd_lse), OP(attention_bwd_lse),
     OP(linear_fwd), OP(linear_bwd_w),
 };
 #undef OP

@@ -25,7 +25,7 @@
 
 /* Version of this table's layout; a CUDA backend object built against another
  * version is refused at load time. */
-#define DLT_BACKEND_ABI 1
+#define DLT_BACKEND_ABI 3
 
 typedef struct dlt_backend dlt_backend;
 
@@ -221,23 +221,30 @@ struct dlt_backend {
     dlt_status (*attention_bwd)(dlt_backend *be, int n, int len, int heads, int dh,
                                 const float *qkv, float p, uint64_t key, uint64_t first,
                                 const float *probs, const float *dout, float *dqkv, float *ws);
-    /* One LSTM layer over a sequence, torch.nn.LSTM gate order (i, f, g, o):
+    /* One LSTM layer over a sequence, torch.nn.LSTM's gate order (i, f, g, o):
      * x (n, len, din), w_ih (4h, din), w_hh (4h, h), b_ih, b_hh (4h),
-     * h0, c0 (n, h) or NULL for zeros. Writes y (n, len, h), the activated
-     * gates (n, len, 4h) and cell states c (n, len, h) for backward. */
-    dlt_status (*lstm_fwd)(dlt_backend *be, int n, int len, int din, int h, const float *x,
-                           const float *w_ih, const float *w_hh, const float *b_ih,
-                           const float *b_hh, const float *h0, const float *c0, float *y,
-                           float *gates, float *c);
-    /* Full backpropagation through time given dy (n, len, h); no gradient
-     * flows into h0/c0 (carried state is detached). dx (may be NULL),
-     * dw_ih, dw_hh, db_ih, db_hh accumulate; ws: scratch of
-     * n len 4h + 2 n h floats. */
+     * h0, c0 (n, h) or NULL for zeros. Writes y (n, len, h) and, where not
+     * NULL, the final states h_last, c_last (n, h) (a stateful layer's
+     * carry). saved (lstm_sizes' saved_floats) receives what lstm_bwd needs,
+     * in a backend-private layout (CPU: activated gates and cell states;
+     * CUDA: cuDNN's weight and reserve space); train = 0 promises that no
+     * lstm_bwd follows (CUDA then runs cuDNN's inference mode). ws: scratch
+     * of lstm_sizes' ws_floats. saved and ws are 256-byte aligned. */
+    dlt_status (*lstm_fwd)(dlt_backend *be, int train, int n, int len, int din, int h,
+                           const float *x, const float *w_ih, const float *w_hh,
+                           const float *b_ih, const float *b_hh, const float *h0,
+                           const float *c0, float *y, float *h_last, float *c_last,
+                           float *saved, float *ws);
+    /* Full backpropagation through time given dy (n, len, h), from the saved
+     * of the matching lstm_fwd (train = 1, same x, weights, h0, c0, y);
+     * saved is consumed (undefined afterwards: one backward per forward).
+     * No gradient flows into h0/c0 (carried state is detached). dx (may be
+     * NULL), dw_ih, dw_hh, db_ih, db_hh accumulate; ws as for lstm_fwd. */
     dlt_status (*lstm_bwd)(dlt_backend *be, int n, int len, int din, int h, const float *x,
                            const float *w_ih, const float *w_hh, const float *h0,
-                           const float *c0, const float *y, const float *gates, const float *c,
-                           const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
-                           float *db_hh, float *ws);
+                           const float *c0, const float *y, float *saved, const float *dy,
+                           float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                           float *ws);
 
     /* ---- input staging (launcher/staging.c) and on-device sums ----
      * A batch travels host -> device through one of DLT_UPLOAD_SLOTS slots,
@@ -269,7 +276,35 @@ struct dlt_backend {
      * (deterministic). Queued like any op. */
     dlt_status (*sum_to)(dlt_backend *be, size_t n, const float *x, double *acc);
 
-    /* ---- fully connected layers (CPU: core/cpu/cpu_linear.c; CUDA:
+    /* ---- LSTM sizes (ABI 2; lstm_fwd/lstm_bwd above) ----
+     * Floats of the per-call saved state (*saved_floats) and of the scratch
+     * (*ws_floats) that lstm_fwd and lstm_bwd need for these sizes; both
+     * non-decreasing in n, so a layer plans them once for its largest batch.
+     * A host-side query (CUDA: cuDNN's sizes, its descriptors cached per
+     * shape). DLT_ERR_SHAPE for bad sizes. */
+    dlt_status (*lstm_sizes)(dlt_backend *be, int n, int len, int din, int h,
+                             size_t *saved_floats, size_t *ws_floats);
+    /* ---- memory-light (flash-style) attention ----
+     * The same attention as attention_fwd/attention_bwd (qkv, tokens, out
+     * layouts; padding mask; dropout with probability element i of the
+     * (n, heads, len, len) tensor kept iff dlt_rand_u01(key, first + i) >= p,
+     * so the masks are identical to the probs ops'), but no (len, len)
+     * tensor is saved: lse (n, heads, len) receives each query row's
+     * log-sum-exp of its scaled scores q k^T / sqrt(dh) over the unmasked
+     * keys, -INFINITY for a row whose keys are all masked (its output is 0).
+     * Backward recomputes the probabilities exp(s - lse) block by block.
+     * ws (both ops): scratch of DLT_ATTN_LSE_WS_FLOATS(n, heads, len). */
+    dlt_status (*attention_fwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
+                                    const float *qkv, const float *tokens, float p, uint64_t key,
+                                    uint64_t first, float *out, float *lse, float *ws);
+    /* dqkv += gradient of out w.r.t. qkv given dout (n, len, heads dh); out
+     * and lse as written by attention_fwd_lse with the same arguments (the
+     * softmax term uses rowsum(dout out), exact under dropout). */
+    dlt_status (*attention_bwd_lse)(dlt_backend *be, int n, int len, int heads, int dh,
+                                    const float *qkv, const float *tokens, float p, uint64_t key,
+                                    uint64_t first, const float *out, const float *lse,
+                                    const float *dout, float *dqkv, float *ws);
+    /* ---- fully connected layers (ABI 3; CPU: core/cpu/cpu_linear.c; CUDA:
      * core/cuda/cuda_lt.c, cuBLASLt with the bias fused into the gemm's
      * epilogue) ----
      * y (rows, out) = x (rows, in) w (out, in)^T + b (out), torch.nn.Linear's
@@ -282,6 +317,11 @@ struct dlt_backend {
     dlt_status (*linear_bwd_w)(dlt_backend *be, int rows, int in, int out, const float *x,
                                const float *dy, float *dw, float *db);
 };
+
+/* Scratch floats of attention_fwd_lse / attention_bwd_lse: a row value per
+ * (sample, head, query) plus two blocks of 64 query rows by len keys. */
+#define DLT_ATTN_LSE_WS_FLOATS(n, heads, len) \
+    ((size_t)(n) * (size_t)(heads) * (size_t)(len) + 128 * (size_t)(len))
 
 /* Upload slots (backend upload_async): two, for double buffering. */
 #define DLT_UPLOAD_SLOTS 2

@@ -16,7 +16,8 @@ python3 python3-torch python3-h5py python3-numpy
 slurm-wlm munge
 protobuf-c-compiler libprotobuf-c-dev libonnx-dev
 python3-matplotlib python3-venv python3-pip python3-yaml
-procps"
+procps
+iproute2 util-linux hostname"
 
 missing=""
 for p in $PKGS; do

@@ -132,6 +132,9 @@ static const dlt_backend cpu_table = {
     /* .upload_host_wait  = */ dlt_cpu_upload_slot,
     /* .sum_to            = */ dlt_cpu_sum_to,
 
+    /* .lstm_sizes        = */ dlt_cpu_lstm_sizes,
+    /* .attention_fwd_lse = */ dlt_cpu_attention_fwd_lse,
+    /* .attention_bwd_lse = */ dlt_cpu_attention_bwd_lse,
     /* .linear_fwd        = */ dlt_cpu_linear_fwd,
     /* .linear_bwd_w      = */ dlt_cpu_linear_bwd_w,
 };

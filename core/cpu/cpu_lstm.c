@@ -11,7 +11,9 @@
  * sgemm reads and writes through its leading dimension, so nothing is
  * transposed. The gate buffer holds the pre-activations at first and is
  * overwritten by the activations step by step; backward needs only those,
- * the cell states and the outputs.
+ * the cell states and the outputs. Gates (n, len, 4h) and cell states
+ * (n, len, h) are the backend's "saved" state (backend.h lstm_sizes), in
+ * that order.
  *
  * Backward runs time in reverse, turning the gate buffer's activations into
  * pre-activation gradients dz (n, len, 4h) in the workspace and carrying
@@ -29,18 +31,45 @@
 #include "core/cpu/cpu_seq.h"
 #include "core/status.h"
 
-
-dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
-                            const float *w_ih, const float *w_hh, const float *b_ih,
-                            const float *b_hh, const float *h0, const float *c0, float *y,
-                            float *gates, float *c)
+static dlt_status check_sizes(int n, int len, int din, int h, const char *op)
 {
     if (n < 0 || len <= 0 || din <= 0 || h <= 0)
-        return DLT_ERR(DLT_ERR_SHAPE, "lstm_fwd: bad sizes n=%d len=%d din=%d h=%d", n, len, din,
-                       h);
+        return DLT_ERR(DLT_ERR_SHAPE, "%s: bad sizes n=%d len=%d din=%d h=%d", op, n, len, din, h);
+    return DLT_OK;
+}
+
+/* Contract: backend.h lstm_sizes. saved: gates (n, len, 4h) then cell
+ * states (n, len, h); ws: backward's dz (n, len, 4h), dh and dc (n, h). */
+dlt_status dlt_cpu_lstm_sizes(dlt_backend *be, int n, int len, int din, int h,
+                              size_t *saved_floats, size_t *ws_floats)
+{
+    DLT_CHECK(check_sizes(n, len, din, h, "lstm_sizes"));
+    const size_t rows = (size_t)n * len;
+    *saved_floats = rows * 5 * (size_t)h;
+    *ws_floats = rows * 4 * (size_t)h + 2 * (size_t)n * h;
+    return DLT_OK;
+}
+
+/* dst (n, h) = rows t = len-1 of src (n, len, h) */
+static void last_step(int n, int len, int h, const float *src, float *dst)
+{
+    for (int b = 0; b < n; b++)
+        memcpy(dst + (size_t)b * h, src + ((size_t)b * len + (size_t)len - 1) * h,
+               (size_t)h * sizeof *dst);
+}
+
+dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int train, int n, int len, int din, int h,
+                            const float *x, const float *w_ih, const float *w_hh,
+                            const float *b_ih, const float *b_hh, const float *h0,
+                            const float *c0, float *y, float *h_last, float *c_last,
+                            float *saved, float *ws)
+{
+    DLT_CHECK(check_sizes(n, len, din, h, "lstm_fwd"));
     if (n == 0) return DLT_OK;
     const int g4 = 4 * h;
     const size_t rows = (size_t)n * len;
+    float *gates = saved;              /* (n, len, 4h) */
+    float *c = saved + rows * g4;      /* (n, len, h) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, g4, din, 1.0f, x, din, w_ih,
                 din, 0.0f, gates, g4);
     for (size_t r = 0; r < rows; r++) {
@@ -73,21 +102,22 @@ dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, con
             }
         }
     }
+    if (h_last) last_step(n, len, h, y, h_last);
+    if (c_last) last_step(n, len, h, c, c_last);
     return DLT_OK;
 }
 
 dlt_status dlt_cpu_lstm_bwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
                             const float *w_ih, const float *w_hh, const float *h0,
-                            const float *c0, const float *y, const float *gates, const float *c,
-                            const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
-                            float *db_hh, float *ws)
+                            const float *c0, const float *y, float *saved, const float *dy,
+                            float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                            float *ws)
 {
-    if (n < 0 || len <= 0 || din <= 0 || h <= 0)
-        return DLT_ERR(DLT_ERR_SHAPE, "lstm_bwd: bad sizes n=%d len=%d din=%d h=%d", n, len, din,
-                       h);
+    DLT_CHECK(check_sizes(n, len, din, h, "lstm_bwd"));
     if (n == 0) return DLT_OK;
     const int g4 = 4 * h;
     const size_t rows = (size_t)n * len;
+    const float *gates = saved, *c = saved + rows * g4; /* as lstm_fwd left them */
     float *dz = ws;                         /* (n, len, 4h) */
     float *dh = dz + rows * g4;             /* (n, h) gradient w.r.t. h_t from step t+1 */
     float *dc = dh + (size_t)n * h;         /* (n, h) gradient w.r.t. c_t from step t+1 */

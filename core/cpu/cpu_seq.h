@@ -32,14 +32,26 @@ dlt_status dlt_cpu_attention_fwd(dlt_backend *be, int n, int len, int heads, int
 dlt_status dlt_cpu_attention_bwd(dlt_backend *be, int n, int len, int heads, int dh,
                                  const float *qkv, float p, uint64_t key, uint64_t first,
                                  const float *probs, const float *dout, float *dqkv, float *ws);
-dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
-                            const float *w_ih, const float *w_hh, const float *b_ih,
-                            const float *b_hh, const float *h0, const float *c0, float *y,
-                            float *gates, float *c);
+dlt_status dlt_cpu_attention_fwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                     const float *qkv, const float *tokens, float p,
+                                     uint64_t key, uint64_t first, float *out, float *lse,
+                                     float *ws);
+dlt_status dlt_cpu_attention_bwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                     const float *qkv, const float *tokens, float p,
+                                     uint64_t key, uint64_t first, const float *out,
+                                     const float *lse, const float *dout, float *dqkv,
+                                     float *ws);
+dlt_status dlt_cpu_lstm_fwd(dlt_backend *be, int train, int n, int len, int din, int h,
+                            const float *x, const float *w_ih, const float *w_hh,
+                            const float *b_ih, const float *b_hh, const float *h0,
+                            const float *c0, float *y, float *h_last, float *c_last,
+                            float *saved, float *ws);
 dlt_status dlt_cpu_lstm_bwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
                             const float *w_ih, const float *w_hh, const float *h0,
-                            const float *c0, const float *y, const float *gates, const float *c,
-                            const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
-                            float *db_hh, float *ws);
+                            const float *c0, const float *y, float *saved, const float *dy,
+                            float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                            float *ws);
+dlt_status dlt_cpu_lstm_sizes(dlt_backend *be, int n, int len, int din, int h,
+                              size_t *saved_floats, size_t *ws_floats);
 
 #endif

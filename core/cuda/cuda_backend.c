@@ -253,6 +253,7 @@ static void impl_release(dlt_cuda_impl *impl)
     if (impl->stream) cudaStreamSynchronize(impl->stream);
     dlt_cuda_staging_free(impl);
     dlt_cuda_conv_free(impl);
+    dlt_cuda_lstm_free(impl);
     dlt_cuda_lt_free(impl);
     if (impl->cudnn) cudnnDestroy(impl->cudnn);
     if (impl->cublas) cublasDestroy(impl->cublas);
@@ -361,6 +362,9 @@ static const dlt_backend cuda_table = {
     .upload_host_wait = dlt_cuda_upload_host_wait,
     .sum_to = dlt_cuda_sum_to,
 
+    .lstm_sizes = dlt_cuda_lstm_sizes,
+    .attention_fwd_lse = dlt_cuda_attention_fwd_lse,
+    .attention_bwd_lse = dlt_cuda_attention_bwd_lse,
     .linear_fwd = dlt_cuda_linear_fwd,
     .linear_bwd_w = dlt_cuda_linear_bwd_w,
 };

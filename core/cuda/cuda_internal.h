@@ -34,6 +34,7 @@ extern "C" {
 #define DLT_CUDA_REDUCE_BLOCKS 1024
 
 typedef struct dlt_cuda_conv_cache dlt_cuda_conv_cache; /* cuda_conv.c */
+typedef struct dlt_cuda_lstm_cache dlt_cuda_lstm_cache; /* cuda_lstm.c */
 typedef struct dlt_cuda_lt dlt_cuda_lt;                 /* cuda_lt.c */
 
 /* Data errors found by kernels (a token id outside the vocabulary, a label
@@ -67,6 +68,7 @@ typedef struct {
     double *reduce_partial;      /* (DLT_CUDA_REDUCE_BLOCKS + 1) device scratch for sumsq */
     double *reduce_host;         /* (1) pinned host result of sumsq */
     dlt_cuda_conv_cache *conv;   /* per-geometry cuDNN descriptors and algorithms */
+    dlt_cuda_lstm_cache *lstm;   /* per-shape cuDNN RNN descriptors and sizes */
     struct cudaDeviceProp prop;
     dlt_cuda_prec prec;          /* GEMM compute precision, FP32 (TF32) at creation */
     void *scratch;               /* grown on demand (first step), freed by destroy */
@@ -259,16 +261,32 @@ dlt_status dlt_cuda_attention_bwd(dlt_backend *be, int n, int len, int heads, in
                                   const float *qkv, float p, uint64_t key, uint64_t first,
                                   const float *probs, const float *dout, float *dqkv, float *ws);
 
-/* cuda_lstm.cu: LSTM layer (cuBLAS gemms + per-step cell kernels) */
-dlt_status dlt_cuda_lstm_fwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
-                             const float *w_ih, const float *w_hh, const float *b_ih,
-                             const float *b_hh, const float *h0, const float *c0, float *y,
-                             float *gates, float *c);
+/* cuda_attn_flash.cu: memory-light (flash-style) attention, own kernels */
+dlt_status dlt_cuda_attention_fwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                      const float *qkv, const float *tokens, float p,
+                                      uint64_t key, uint64_t first, float *out, float *lse,
+                                      float *ws);
+dlt_status dlt_cuda_attention_bwd_lse(dlt_backend *be, int n, int len, int heads, int dh,
+                                      const float *qkv, const float *tokens, float p,
+                                      uint64_t key, uint64_t first, const float *out,
+                                      const float *lse, const float *dout, float *dqkv,
+                                      float *ws);
+
+/* cuda_lstm.c: LSTM layer through cuDNN's RNN API */
+dlt_status dlt_cuda_lstm_sizes(dlt_backend *be, int n, int len, int din, int h,
+                               size_t *saved_floats, size_t *ws_floats);
+dlt_status dlt_cuda_lstm_fwd(dlt_backend *be, int train, int n, int len, int din, int h,
+                             const float *x, const float *w_ih, const float *w_hh,
+                             const float *b_ih, const float *b_hh, const float *h0,
+                             const float *c0, float *y, float *h_last, float *c_last,
+                             float *saved, float *ws);
 dlt_status dlt_cuda_lstm_bwd(dlt_backend *be, int n, int len, int din, int h, const float *x,
                              const float *w_ih, const float *w_hh, const float *h0,
-                             const float *c0, const float *y, const float *gates, const float *c,
-                             const float *dy, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
-                             float *db_hh, float *ws);
+                             const float *c0, const float *y, float *saved, const float *dy,
+                             float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                             float *ws);
+/* Releases the LSTM descriptor cache (called by destroy). */
+void dlt_cuda_lstm_free(dlt_cuda_impl *impl);
 
 /* cuda_lt.c: fully connected layers through cuBLASLt (bias epilogues) */
 dlt_status dlt_cuda_linear_fwd(dlt_backend *be, int rows, int in, int out, const float *x,

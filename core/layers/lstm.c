@@ -8,21 +8,30 @@
  * stateful: true carries the final (h, c) of each layer from one batch to
  * the next (truncated BPTT for language models over contiguous text): the
  * state is persistent (checkpointed) layer state, copied into the step's
- * initial (h0, c0) at the start of forward and replaced by the final states
- * at its end, so backward still sees the step's own h0/c0 and no gradient
+ * initial (h0, c0) at the start of forward and overwritten by the op's
+ * final states (lstm_fwd's h_last, c_last), so backward still sees the step's own h0/c0 and no gradient
  * crosses batches (the carried state is detached). Sample i of a batch
  * continues sample i of the previous one; dlt_model_reset_state() (via
  * dlt_layer_reset_state) zeroes the state, which the trainer does at each
  * epoch start and before evaluation.
  *
  * Per-step tensors share one carved buffer (the layer table has 8 buffer
- * slots; a 4-layer stack needs up to 20 regions). At most 4 layers: four
- * parameters each fill the layer's 16 parameter slots. */
+ * slots; a 4-layer stack needs up to 24 regions). At most 4 layers: four
+ * parameters each fill the layer's 16 parameter slots.
+ *
+ * What backward needs from each layer's forward is the backend's business
+ * ("saved", backend.h lstm_sizes: gates and cell states on the CPU, cuDNN's
+ * weight and reserve space on CUDA), so its size is asked of the backend at
+ * setup for the largest batch, per layer (the first one's input width
+ * differs), and so is the op's scratch, which sits in the shared workspace
+ * after backward's two (n, len, h) gradient buffers. Every call is checked
+ * against those plans (a smaller last batch, a precision changed later). */
 #include <stdlib.h>
 
 #include "core/layers/seq_internal.h"
 
 #define LSTM_MAX_LAYERS (DLT_MAX_PARAMS / 4)
+#define LSTM_ALIGN 64 /* floats: 256-byte alignment of every region (cuDNN's buffers) */
 
 static const dlt_key_spec lstm_keys[] = {
     { "hidden", DLT_KEY_INT, NULL, "hidden (and output) width" },
@@ -32,41 +41,42 @@ static const dlt_key_spec lstm_keys[] = {
     { NULL, 0, NULL, NULL },
 };
 
+/* Per-step regions of layer k, each for max_n samples. */
+enum { RG_SAVED, RG_Y, RG_MASK, RG_DROP, RG_H0, RG_C0, RG_N };
+
 typedef struct {
     int len, din, h, layers, stateful;
     float drop;
     int64_t max_n;
     float *buf;        /* carved per-step regions, see reg() */
+    size_t off[LSTM_MAX_LAYERS][RG_N]; /* region offsets in buf, floats */
+    size_t saved_cap[LSTM_MAX_LAYERS]; /* floats of RG_SAVED of layer k */
+    size_t ws_cap;     /* floats of backend scratch, the largest of the layers' */
+    size_t ws_off;     /* where that scratch starts in the workspace, floats */
     float *state;      /* (layers, 2, max_n, h): carried h then c of each layer */
     int dropped;       /* the last forward applied dropout */
 } lstm_priv;
 
-/* Per-step regions of layer k, each for max_n samples. */
-enum { RG_GATES, RG_C, RG_Y, RG_MASK, RG_DROP, RG_H0, RG_C0, RG_N };
+static size_t align_up(size_t n) { return (n + LSTM_ALIGN - 1) / LSTM_ALIGN * LSTM_ALIGN; }
 
-static int64_t reg_per(const lstm_priv *p, int r)
+/* Floats of region r of layer k for max_n samples. */
+static size_t reg_len(const lstm_priv *p, int k, int r)
 {
-    const int64_t lh = (int64_t)p->len * p->h;
+    const size_t lh = (size_t)p->max_n * p->len * p->h;
     switch (r) {
-    case RG_GATES: return 4 * lh;
+    case RG_SAVED: return p->saved_cap[k];
     case RG_H0:
-    case RG_C0: return p->stateful ? p->h : 0;
+    case RG_C0: return p->stateful ? (size_t)p->max_n * p->h : 0;
     case RG_MASK:
     case RG_DROP: return p->drop > 0.0f ? lh : 0;
     default: return lh;
     }
 }
 
-static float *reg(const lstm_priv *p, int k, int r)
-{
-    int64_t off = 0;
-    for (int kk = 0; kk <= k; kk++)
-        for (int rr = 0; rr < RG_N; rr++) {
-            if (kk == k && rr == r) return p->buf + off;
-            off += p->max_n * reg_per(p, rr);
-        }
-    return NULL;
-}
+static float *reg(const lstm_priv *p, int k, int r) { return p->buf + p->off[k][r]; }
+
+/* Input width of layer k. */
+static int din_of(const lstm_priv *p, int k) { return k ? p->h : p->din; }
 
 static dlt_status lstm_setup(dlt_layer *l)
 {
@@ -109,15 +119,25 @@ static dlt_status lstm_setup(dlt_layer *l)
         dlt_layer_add_param(l, nm, (dlt_shape){ 1, { 4 * H } }, DLT_INIT_UNIFORM_FAN_IN, H);
         l->flops += 8.0 * (double)p->len * H * (double)(in + H);
     }
-    int64_t total = 0;
-    for (int r = 0; r < RG_N; r++) total += p->max_n * reg_per(p, r);
-    dlt_layer_add_buffer(l, &p->buf, total * p->layers);
+    size_t total = 0;
+    for (int k = 0; k < p->layers; k++) {
+        size_t saved, ws;
+        if (l->be->lstm_sizes(l->be, (int)p->max_n, p->len, din_of(p, k), p->h, &saved, &ws) !=
+            DLT_OK)
+            return DLT_LAYER_ERR(l, DLT_ERR_SHAPE, "%s", dlt_last_error());
+        p->saved_cap[k] = align_up(saved);
+        if (align_up(ws) > p->ws_cap) p->ws_cap = align_up(ws);
+        for (int r = 0; r < RG_N; r++) {
+            p->off[k][r] = total;
+            total += align_up(reg_len(p, k, r));
+        }
+    }
+    dlt_layer_add_buffer(l, &p->buf, (int64_t)total);
     if (p->stateful) dlt_layer_add_state(l, "state", &p->state, 2 * p->layers * p->max_n * H);
     l->y.shape = (dlt_shape){ 3, { p->max_n, p->len, H } };
-    const int64_t g4 = 4 * H;
-    l->workspace_bytes =
-        (size_t)(p->max_n * p->len * g4 + 2 * p->max_n * H + 2 * p->max_n * p->len * H) *
-        sizeof(float);
+    /* backward's d input and dy of the layer below, then the op's scratch */
+    p->ws_off = 2 * align_up((size_t)p->max_n * p->len * p->h);
+    l->workspace_bytes = (p->ws_off + p->ws_cap) * sizeof(float);
     return DLT_OK;
 }
 
@@ -135,14 +155,20 @@ static float *carried(const lstm_priv *p, int k, int which)
     return p->state + ((size_t)k * 2 + (size_t)which) * (size_t)p->max_n * p->h;
 }
 
-/* dst (n, h) = rows t = len-1 of src (n, len, h) */
-static dlt_status last_step(dlt_backend *be, const lstm_priv *p, int n, const float *src,
-                            float *dst)
+/* This call's sizes must fit the regions planned at setup: a batch n <
+ * max_n (the backend promises sizes non-decreasing in n) or a GEMM precision
+ * changed after build (cuDNN's sizes may follow the math type). A host-side
+ * query; this keeps a broken promise from overrunning the buffers. */
+static dlt_status sizes_fit(dlt_layer *l, const lstm_priv *p, int k, int n)
 {
-    const size_t hb = (size_t)p->h * sizeof(float);
-    for (int b = 0; b < n; b++)
-        DLT_CHECK(be->copy(be, dst + (size_t)b * p->h,
-                           src + ((size_t)b * p->len + (size_t)p->len - 1) * p->h, hb));
+    size_t saved, ws;
+    DLT_CHECK(l->be->lstm_sizes(l->be, n, p->len, din_of(p, k), p->h, &saved, &ws));
+    if (saved > p->saved_cap[k] || ws > p->ws_cap)
+        return DLT_LAYER_ERR(l, DLT_ERR_SHAPE,
+                             "backend %s needs more LSTM state for batch %d (%zu saved, %zu "
+                             "scratch floats) than planned for batch %lld (%zu, %zu)",
+                             l->be->name, n, saved, ws, (long long)p->max_n, p->saved_cap[k],
+                             p->ws_cap);
     return DLT_OK;
 }
 
@@ -152,9 +178,11 @@ static dlt_status lstm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     dlt_backend *be = l->be;
     const dlt_param *P = l->params;
     const size_t lh = (size_t)p->len * p->h, nh = (size_t)n * p->h;
+    float *ws = (float *)l->workspace + p->ws_off;
     p->dropped = ctx->train && p->drop > 0.0f;
     const float *in = l->x[0].data;
     for (int k = 0; k < p->layers; k++) {
+        DLT_CHECK(sizes_fit(l, p, k, n));
         if (k > 0 && p->dropped) {
             DLT_CHECK(be->dropout_fwd(be, (size_t)n * lh, p->drop, dlt_seq_dropout_key(l, ctx, k),
                                       (uint64_t)ctx->sample0 * lh, in, reg(p, k, RG_DROP),
@@ -162,21 +190,21 @@ static dlt_status lstm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
             in = reg(p, k, RG_DROP);
         }
         float *out = k == p->layers - 1 ? l->y.data : reg(p, k, RG_Y);
-        float *h0 = NULL, *c0 = NULL;
+        float *h0 = NULL, *c0 = NULL, *h_last = NULL, *c_last = NULL;
         if (p->stateful) {
+            /* the step's own copy of the initial state, for backward; the
+             * op then overwrites the carried state with the final one */
             h0 = reg(p, k, RG_H0);
             c0 = reg(p, k, RG_C0);
-            DLT_CHECK(be->copy(be, h0, carried(p, k, 0), nh * sizeof(float)));
-            DLT_CHECK(be->copy(be, c0, carried(p, k, 1), nh * sizeof(float)));
+            h_last = carried(p, k, 0);
+            c_last = carried(p, k, 1);
+            DLT_CHECK(be->copy(be, h0, h_last, nh * sizeof(float)));
+            DLT_CHECK(be->copy(be, c0, c_last, nh * sizeof(float)));
         }
         const int j = 4 * k;
-        DLT_CHECK(be->lstm_fwd(be, n, p->len, k ? p->h : p->din, p->h, in, P[j].w, P[j + 1].w,
-                               P[j + 2].w, P[j + 3].w, h0, c0, out, reg(p, k, RG_GATES),
-                               reg(p, k, RG_C)));
-        if (p->stateful) {
-            DLT_CHECK(last_step(be, p, n, out, carried(p, k, 0)));
-            DLT_CHECK(last_step(be, p, n, reg(p, k, RG_C), carried(p, k, 1)));
-        }
+        DLT_CHECK(be->lstm_fwd(be, ctx->train, n, p->len, din_of(p, k), p->h, in, P[j].w,
+                               P[j + 1].w, P[j + 2].w, P[j + 3].w, h0, c0, out, h_last, c_last,
+                               reg(p, k, RG_SAVED), ws));
         in = out;
     }
     return DLT_OK;
@@ -188,9 +216,9 @@ static dlt_status lstm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     dlt_backend *be = l->be;
     const dlt_param *P = l->params;
     const size_t nlh = (size_t)n * p->len * p->h;
-    float *ws = l->workspace;
-    float *X = ws + (size_t)n * p->len * 4 * p->h + 2 * (size_t)n * p->h;   /* d input of k */
-    float *Y = X + nlh;                                                      /* dy of k - 1 */
+    float *X = l->workspace;                                         /* d input of k */
+    float *Y = X + align_up((size_t)p->max_n * p->len * p->h);       /* dy of k - 1 */
+    float *ws = (float *)l->workspace + p->ws_off;
     const float *dy = l->dy.data;
     for (int k = p->layers - 1; k >= 0; k--) {
         const float *in = k == 0 ? l->x[0].data
@@ -201,9 +229,9 @@ static dlt_status lstm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
         const int j = 4 * k;
         const float *h0 = p->stateful ? reg(p, k, RG_H0) : NULL;
         const float *c0 = p->stateful ? reg(p, k, RG_C0) : NULL;
-        DLT_CHECK(be->lstm_bwd(be, n, p->len, k ? p->h : p->din, p->h, in, P[j].w, P[j + 1].w,
-                               h0, c0, out, reg(p, k, RG_GATES), reg(p, k, RG_C), dy, dx, P[j].g,
-                               P[j + 1].g, P[j + 2].g, P[j + 3].g, ws));
+        DLT_CHECK(be->lstm_bwd(be, n, p->len, din_of(p, k), p->h, in, P[j].w, P[j + 1].w, h0, c0,
+                               out, reg(p, k, RG_SAVED), dy, dx, P[j].g, P[j + 1].g, P[j + 2].g,
+                               P[j + 3].g, ws));
         if (k == 0) break;
         /* dy of layer k-1's output: through the dropout between the layers */
         DLT_CHECK(be->fill(be, Y, nlh, 0.0f));

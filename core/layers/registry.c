@@ -85,8 +85,8 @@ static const char *const ops_transformer[] = { "gemm", "linear_fwd", "linear_bwd
                                                "layernorm_fwd", "layernorm_bwd",
                                                "act_fwd", "act_bwd", "dropout_fwd", "mul_acc",
                                                "add", "axpy", "fill", NULL };
-static const char *const ops_lstm[] = { "lstm_fwd", "lstm_bwd", "dropout_fwd", "mul_acc", "axpy",
-                                        "fill", NULL };
+static const char *const ops_lstm[] = { "lstm_sizes", "lstm_fwd", "lstm_bwd", "dropout_fwd",
+                                        "mul_acc", "axpy", "fill", NULL };
 static const char *const ops_mlm[] = { "gemm", "linear_fwd", "linear_bwd_w", "act_fwd", "act_bwd",
                                        "layernorm_fwd", "layernorm_bwd", "fill", NULL };
 static const char *const ops_pooler[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",

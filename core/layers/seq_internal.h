@@ -66,30 +66,47 @@ static inline int dlt_seq_is_3d(const dlt_shape *s)
 typedef struct {
     int len, dim, heads;
     float dropout;                  /* on attention probabilities */
+    int lse;                        /* 1: memory-light ops (attention_fwd_lse), saving the
+                                       row log-sum-exps instead of the probabilities */
     int w_in, b_in, w_out, b_out;   /* parameter indices in the owning layer */
 } dlt_mha;
 
+/* The attention_impl layer key shared by self_attention and transformer:
+ * "auto" (the rule in attention.c / docs/decisions.md), "lse" (memory-light
+ * ops; DLT_ERR_CONFIG when the backend lacks them) or "probs". */
+#define DLT_MHA_IMPL_KEY                                                               \
+    { "attention_impl", DLT_KEY_STR, "auto",                                           \
+      "attention kernels: auto, lse (memory-light, flash-style) or probs (saves the "  \
+      "(heads, len, len) probabilities)" }
+
 /* Declares the four parameters (names prefix + in_proj_weight, in_proj_bias,
- * out_proj.weight, out_proj.bias as torch.nn.MultiheadAttention) and checks
- * heads divides dim. */
+ * out_proj.weight, out_proj.bias as torch.nn.MultiheadAttention), checks
+ * heads divides dim and chooses the attention ops from impl (the
+ * attention_impl key) for max_batch n. */
 dlt_status dlt_mha_setup(dlt_layer *l, dlt_mha *a, const char *prefix, int len, int dim,
-                         int heads, float dropout);
-/* Floats per sample of the forward buffers: qkv (len, 3 dim), probs
- * (heads, len, len), context (len, dim). */
+                         int heads, float dropout, const char *impl);
+/* Floats per sample of the forward buffers: qkv (len, 3 dim), the tensor
+ * saved by the attention op (probs (heads, len, len), or lse (heads, len)
+ * when a->lse), context (len, dim). */
 int64_t dlt_mha_qkv_len(const dlt_mha *a);
+int64_t dlt_mha_saved_len(const dlt_mha *a);
+/* Elements per sample of the (heads, len, len) probability tensor: the
+ * stride of the dropout counter on either path. */
 int64_t dlt_mha_probs_len(const dlt_mha *a);
 /* Workspace bytes for n samples of backward: dqkv and dcontext plus the
- * attention op's 2 len len scratch. */
+ * attention op's scratch (2 len len floats, or DLT_ATTN_LSE_WS_FLOATS). */
 size_t dlt_mha_ws_bytes(const dlt_mha *a, int64_t n);
-/* out (n, len, dim) = attention of x (n, len, dim); qkv, probs and ctxv are
- * kept for backward. dropout site `site` of layer l. */
+/* out (n, len, dim) = attention of x (n, len, dim); qkv, saved (as sized by
+ * dlt_mha_saved_len) and ctxv are kept for backward. dropout site `site`
+ * of layer l. */
 dlt_status dlt_mha_forward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *ctx, int n,
                            int site, const float *tokens, const float *x, float *qkv,
-                           float *probs, float *ctxv, float *out, float *ws);
-/* dx (may be NULL) and the parameter gradients += backward of dout; ws as
- * sized by dlt_mha_ws_bytes. */
+                           float *saved, float *ctxv, float *out, float *ws);
+/* dx (may be NULL) and the parameter gradients += backward of dout; tokens
+ * as given to the forward; ws as sized by dlt_mha_ws_bytes. */
 dlt_status dlt_mha_backward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *ctx, int n,
-                            int site, const float *x, const float *qkv, const float *probs,
-                            const float *ctxv, const float *dout, float *dx, float *ws);
+                            int site, const float *tokens, const float *x, const float *qkv,
+                            const float *saved, const float *ctxv, const float *dout, float *dx,
+                            float *ws);
 
 #endif

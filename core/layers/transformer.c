@@ -36,10 +36,13 @@ static const dlt_key_spec transformer_keys[] = {
     { "activation", DLT_KEY_STR, "gelu", "feed-forward activation: gelu or relu" },
     { "eps", DLT_KEY_FLOAT, "1e-5", "layer norm epsilon (BERT uses 1e-12)" },
     { "padding_mask", DLT_KEY_BOOL, "true", "mask keys whose model-input token id is 0" },
+    DLT_MHA_IMPL_KEY,
     { NULL, 0, NULL, NULL },
 };
 
-/* Regions of the per-step buffer, per sample; R_M* only with dropout. */
+/* Regions of the per-step buffer, per sample; R_M* only with dropout.
+ * R_PROBS holds what the attention op saves: the probabilities, or only
+ * the row log-sum-exps on the lse path (dlt_mha_saved_len). */
 enum { R_QKV, R_PROBS, R_CTX, R_S1, R_H1, R_F1, R_GD, R_S2, R_STAT, R_M1, R_MF, R_M2, R_N };
 
 typedef struct {
@@ -83,7 +86,8 @@ static dlt_status transformer_setup(dlt_layer *l)
     p->mask = (int)dlt_spec_int(l->spec, K, "padding_mask");
     p->drop = (float)dlt_spec_float(l->spec, K, "dropout");
     p->eps = (float)eps;
-    DLT_CHECK(dlt_mha_setup(l, &p->a, "self_attn.", p->len, p->dim, (int)heads, p->drop));
+    DLT_CHECK(dlt_mha_setup(l, &p->a, "self_attn.", p->len, p->dim, (int)heads, p->drop,
+                            dlt_spec_str(l->spec, K, "attention_impl")));
     const int64_t D = p->dim, F = p->ff, L = p->len;
     p->w1 = dlt_layer_add_param(l, "linear1.weight", (dlt_shape){ 2, { F, D } },
                                 DLT_INIT_UNIFORM_FAN_IN, D);
@@ -100,7 +104,7 @@ static dlt_status transformer_setup(dlt_layer *l)
 
     const int drop = p->drop > 0.0f;
     const int64_t per[R_N] = {
-        [R_QKV] = dlt_mha_qkv_len(&p->a), [R_PROBS] = dlt_mha_probs_len(&p->a),
+        [R_QKV] = dlt_mha_qkv_len(&p->a), [R_PROBS] = dlt_mha_saved_len(&p->a),
         [R_CTX] = L * D, [R_S1] = L * D, [R_H1] = L * D, [R_F1] = L * F, [R_GD] = L * F,
         [R_S2] = L * D, [R_STAT] = 4 * L, [R_M1] = drop ? L * D : 0,
         [R_MF] = drop ? L * F : 0, [R_M2] = drop ? L * D : 0,
@@ -245,16 +249,18 @@ static dlt_status transformer_backward(dlt_layer *l, const dlt_step_ctx *ctx, in
                                     P[p->be1].g));
     }
     /* s1 = x + drop(mha(ain)) */
+    const float *tokens;
+    DLT_CHECK(dlt_seq_mask_tokens(l, ctx, p->len, p->mask, &tokens));
     float *dx = l->dx[0].data;
     if (dx) DLT_CHECK(be->axpy(be, nd, 1.0f, G, dx));
     const float *da = undrop(l, nd, G, region(p, R_M1), B, &s);
     DLT_CHECK(s);
     if (!p->pre_ln)
-        return dlt_mha_backward(l, &p->a, ctx, n, 0, l->x[0].data, region(p, R_QKV),
+        return dlt_mha_backward(l, &p->a, ctx, n, 0, tokens, l->x[0].data, region(p, R_QKV),
                                 region(p, R_PROBS), region(p, R_CTX), da, dx, l->workspace);
     DLT_CHECK(be->fill(be, A, nd, 0.0f));
-    DLT_CHECK(dlt_mha_backward(l, &p->a, ctx, n, 0, h1, region(p, R_QKV), region(p, R_PROBS),
-                               region(p, R_CTX), da, A, l->workspace));
+    DLT_CHECK(dlt_mha_backward(l, &p->a, ctx, n, 0, tokens, h1, region(p, R_QKV),
+                               region(p, R_PROBS), region(p, R_CTX), da, A, l->workspace));
     return be->layernorm_bwd(be, rows, D, l->x[0].data, A, P[p->g1].w, m1, r1, dx, P[p->g1].g,
                              P[p->be1].g);
 }

@@ -4,10 +4,14 @@
  *
  * Same method as test_cuda_ops.c: identical random inputs on both backends,
  * backward outputs start non-zero (the ops accumulate), tensor-level relative
- * error. Ops built on cuBLAS gemms (attention, LSTM) get the TF32 tolerance;
+ * error. Ops on tensor cores (attention's cuBLAS gemms, the LSTM through
+ * cuDNN's RNN API with TF32 math) get the TF32 tolerance;
  * embedding rows and the dropout-dependent zeros must match exactly. Data
  * errors (a token id outside the vocabulary, a label >= classes) are found
- * by the kernels and must surface as DLT_ERR_INVALID at the next sync. */
+ * by the kernels and must surface as DLT_ERR_INVALID at the next sync.
+ * The flash attention kernels (fp32 SIMT) are held to 1e-4 against the
+ * CPU's lse ops over several shapes, masks and dropout. */
+#include <math.h>
 #include <string.h>
 
 #include "core/device.h"
@@ -147,58 +151,181 @@ static void test_attention(int n, int len, int heads, int dh, float p, double to
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) free(hs[i]), G->free(G, ds[i]);
 }
 
-static void test_lstm(int n, int len, int din, int h, int with_state)
+/* lse (n) on the device against the CPU's: the same rows -INFINITY (all keys
+ * masked), the finite ones within tol. */
+static void check_lse(const char *what, const float *d_lse, const float *want, size_t n,
+                      double tol)
+{
+    float *got = down(d_lse, n), *w = dup(want, n);
+    size_t bad_inf = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((got[i] == -INFINITY) != (w[i] == -INFINITY)) bad_inf++;
+        if (got[i] == -INFINITY || w[i] == -INFINITY) got[i] = w[i] = 0.0f;
+    }
+    char d[64];
+    snprintf(d, sizeof d, "%zu rows differ in being fully masked", bad_inf);
+    check_true(what, bad_inf == 0, bad_inf ? d : NULL);
+    check(what, got, w, n, tol);
+    free(got), free(w);
+}
+
+/* The flash kernels (attention_fwd_lse / attention_bwd_lse) against the
+ * CPU's lse ops (which test_attn.c checks against the probs ops). mask: 0
+ * none, 1 random padding and a padded tail in the last sample, 2 the last
+ * sample entirely padding (lse -INFINITY, output 0, no gradient). Backward
+ * runs from the CPU's out and lse on both. SIMT fp32 kernels: a tolerance of
+ * 1e-4 (exp and summation order differ, no tensor cores). */
+static void test_attention_lse(int n, int len, int heads, int dh, float p, int mask)
+{
+    const double tol = 1e-4;
+    const int D = heads * dh;
+    const size_t nq = (size_t)n * len * 3 * D, no = (size_t)n * len * D;
+    const size_t nl = (size_t)n * heads * len, nws = DLT_ATTN_LSE_WS_FLOATS(n, heads, len);
+    float *qkv = rnd(nq, -1.5f, 1.5f), *tok = mask ? ids_rnd(n * len, 50, 4) : NULL;
+    if (mask)
+        for (int j = 0; j < len; j++)
+            tok[(size_t)(n - 1) * len + j] = mask == 1 && j < len / 2 ? 7.0f : 0.0f;
+    float *out = rnd(no, 0, 1), *lse = rnd(nl, 0, 1), *dout = rnd(no, -1, 1);
+    float *dqkv = rnd(nq, -1, 1), *ws = rnd(nws, 0, 1);
+    float *d_qkv = fup(qkv, nq), *d_tok = tok ? fup(tok, (size_t)n * len) : NULL;
+    float *d_out = fup(out, no), *d_lse = fup(lse, nl), *d_dout = fup(dout, no);
+    float *d_dqkv = fup(dqkv, nq), *d_ws = fup(ws, nws);
+    const uint64_t key = 0xf1a5, first = 777;
+    MUST(C->attention_fwd_lse(C, n, len, heads, dh, qkv, tok, p, key, first, out, lse, ws));
+    MUST(G->attention_fwd_lse(G, n, len, heads, dh, d_qkv, d_tok, p, key, first, d_out, d_lse,
+                              d_ws));
+    char what[112];
+    snprintf(what, sizeof what, "attention_fwd_lse out (n %d len %d heads %d dh %d p %.1f mask %d)",
+             n, len, heads, dh, (double)p, mask);
+    check_dev(what, d_out, out, no, tol);
+    snprintf(what, sizeof what, "attention_fwd_lse lse (len %d dh %d p %.1f mask %d)", len, dh,
+             (double)p, mask);
+    check_lse(what, d_lse, lse, nl, tol);
+    MUST(G->upload(G, d_out, out, no * sizeof(float)));
+    MUST(G->upload(G, d_lse, lse, nl * sizeof(float)));
+    MUST(C->attention_bwd_lse(C, n, len, heads, dh, qkv, tok, p, key, first, out, lse, dout, dqkv,
+                              ws));
+    MUST(G->attention_bwd_lse(G, n, len, heads, dh, d_qkv, d_tok, p, key, first, d_out, d_lse,
+                              d_dout, d_dqkv, d_ws));
+    snprintf(what, sizeof what,
+             "attention_bwd_lse dqkv (n %d len %d heads %d dh %d p %.1f mask %d)", n, len, heads,
+             dh, (double)p, mask);
+    check_dev(what, d_dqkv, dqkv, nq, tol);
+    float *hs[] = { qkv, tok, out, lse, dout, dqkv, ws };
+    float *ds[] = { d_qkv, d_tok, d_out, d_lse, d_dout, d_dqkv, d_ws };
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) free(hs[i]), G->free(G, ds[i]);
+}
+
+/* Head dims above the kernels' register tiles are refused with a hint. */
+static void test_attention_lse_limits(void)
+{
+    float *d_x = NULL;
+    MUST(G->alloc(G, 3 * 129 * 4 * sizeof(float), (void **)&d_x));
+    dlt_clear_error();
+    dlt_status st = G->attention_fwd_lse(G, 1, 4, 1, 129, d_x, NULL, 0.0f, 1, 0, d_x, d_x, d_x);
+    check_true("attention_fwd_lse dh 129 is DLT_ERR_UNSUPPORTED", st == DLT_ERR_UNSUPPORTED,
+               dlt_last_error());
+    G->free(G, d_x);
+}
+
+/* Backend memory of n floats holding a host copy of x (G), or a heap copy
+ * (C, whose backend memory is host memory); x NULL gives NULL. */
+static float *on(dlt_backend *be, const float *x, size_t n)
+{
+    if (!x) return NULL;
+    return be == G ? fup(x, n) : dup(x, n);
+}
+
+static void release(dlt_backend *be, float *p)
+{
+    if (be == G) G->free(G, p);
+    else free(p);
+}
+
+/* LSTM: the saved state is private to each backend (cuDNN's reserve space
+ * on CUDA), so each backend runs its own training forward and backward from
+ * the same inputs and every output is compared: y, the final (h, c), and
+ * the accumulated dx, dw_ih, dw_hh, db_ih, db_hh (dx NULL: weights only).
+ * Then an inference-mode forward (train 0, no final state asked for) must
+ * give the same y. */
+static void test_lstm(int n, int len, int din, int h, int with_state, int dx_null, double tol)
 {
     const int g4 = 4 * h;
-    const size_t nx = (size_t)n * len * din, ny = (size_t)n * len * h, ng = (size_t)n * len * g4;
-    const size_t nws = ng + 2 * (size_t)n * h;
-    float *x = rnd(nx, -1, 1), *wih = rnd((size_t)g4 * din, -0.5f, 0.5f);
-    float *whh = rnd((size_t)g4 * h, -0.5f, 0.5f), *bih = rnd(g4, -0.5f, 0.5f);
-    float *bhh = rnd(g4, -0.5f, 0.5f);
-    float *h0 = with_state ? rnd((size_t)n * h, -1, 1) : NULL;
-    float *c0 = with_state ? rnd((size_t)n * h, -1, 1) : NULL;
-    float *y = rnd(ny, 0, 1), *gates = rnd(ng, 0, 1), *c = rnd(ny, 0, 1), *dy = rnd(ny, -1, 1);
-    float *dx = rnd(nx, -1, 1), *dwih = rnd((size_t)g4 * din, -1, 1);
-    float *dwhh = rnd((size_t)g4 * h, -1, 1), *dbih = rnd(g4, -1, 1), *dbhh = rnd(g4, -1, 1);
-    float *ws = rnd(nws, 0, 1);
-    float *d_x = fup(x, nx), *d_wih = fup(wih, (size_t)g4 * din), *d_whh = fup(whh, (size_t)g4 * h);
-    float *d_bih = fup(bih, g4), *d_bhh = fup(bhh, g4), *d_h0 = h0 ? fup(h0, (size_t)n * h) : NULL;
-    float *d_c0 = c0 ? fup(c0, (size_t)n * h) : NULL, *d_y = fup(y, ny), *d_gates = fup(gates, ng);
-    float *d_c = fup(c, ny), *d_dy = fup(dy, ny), *d_dx = fup(dx, nx);
-    float *d_dwih = fup(dwih, (size_t)g4 * din), *d_dwhh = fup(dwhh, (size_t)g4 * h);
-    float *d_dbih = fup(dbih, g4), *d_dbhh = fup(dbhh, g4), *d_ws = fup(ws, nws);
-    MUST(C->lstm_fwd(C, n, len, din, h, x, wih, whh, bih, bhh, h0, c0, y, gates, c));
-    MUST(G->lstm_fwd(G, n, len, din, h, d_x, d_wih, d_whh, d_bih, d_bhh, d_h0, d_c0, d_y, d_gates,
-                     d_c));
-    const char *tag = with_state ? "with h0/c0" : "zero state";
-    char what[96];
-    snprintf(what, sizeof what, "lstm_fwd y (%s)", tag);
-    check_dev(what, d_y, y, ny, TOL_TF32);
-    snprintf(what, sizeof what, "lstm_fwd gates (%s)", tag);
-    check_dev(what, d_gates, gates, ng, TOL_TF32);
-    snprintf(what, sizeof what, "lstm_fwd c (%s)", tag);
-    check_dev(what, d_c, c, ny, TOL_TF32);
-    /* backward from the CPU's activations on both */
-    MUST(G->upload(G, d_y, y, ny * sizeof(float)));
-    MUST(G->upload(G, d_gates, gates, ng * sizeof(float)));
-    MUST(G->upload(G, d_c, c, ny * sizeof(float)));
-    MUST(C->lstm_bwd(C, n, len, din, h, x, wih, whh, h0, c0, y, gates, c, dy, dx, dwih, dwhh, dbih,
-                     dbhh, ws));
-    MUST(G->lstm_bwd(G, n, len, din, h, d_x, d_wih, d_whh, d_h0, d_c0, d_y, d_gates, d_c, d_dy,
-                     d_dx, d_dwih, d_dwhh, d_dbih, d_dbhh, d_ws));
-    const struct { const char *name; float *d, *hst; size_t n; } outs[] = {
-        { "dx", d_dx, dx, nx }, { "dw_ih", d_dwih, dwih, (size_t)g4 * din },
-        { "dw_hh", d_dwhh, dwhh, (size_t)g4 * h }, { "db_ih", d_dbih, dbih, (size_t)g4 },
-        { "db_hh", d_dbhh, dbhh, (size_t)g4 },
+    const size_t nx = (size_t)n * len * din, ny = (size_t)n * len * h, nh = (size_t)n * h;
+    const size_t nwi = (size_t)g4 * din, nwh = (size_t)g4 * h;
+    /* host inputs; outputs start random to see overwrite vs accumulate */
+    float *hin[] = { rnd(nx, -1, 1), rnd(nwi, -0.5f, 0.5f), rnd(nwh, -0.5f, 0.5f),
+                     rnd(g4, -0.5f, 0.5f), rnd(g4, -0.5f, 0.5f),
+                     with_state ? rnd(nh, -1, 1) : NULL, with_state ? rnd(nh, -1, 1) : NULL,
+                     rnd(ny, -1, 1), rnd(ny, 0, 1), rnd(nh, 0, 1), rnd(nh, 0, 1),
+                     rnd(nx, -1, 1), rnd(nwi, -1, 1), rnd(nwh, -1, 1), rnd(g4, -1, 1),
+                     rnd(g4, -1, 1) };
+    const size_t len_of[] = { nx, nwi, nwh, g4, g4, nh, nh, ny, ny, nh, nh, nx, nwi, nwh, g4, g4 };
+    enum { X, WI, WH, BI, BH, H0, C0, DY, Y, HL, CL, DX, DWI, DWH, DBI, DBH, NT };
+    dlt_backend *bes[2] = { C, G };
+    float *t[2][NT], *saved[2], *ws[2];
+    for (int b = 0; b < 2; b++) {
+        size_t sf = 0, wf = 0;
+        MUST(bes[b]->lstm_sizes(bes[b], n, len, din, h, &sf, &wf));
+        float *sh = rnd(sf, 0, 1), *wh = rnd(wf, 0, 1); /* garbage the ops must not rely on */
+        saved[b] = on(bes[b], sh, sf);
+        ws[b] = on(bes[b], wh, wf);
+        free(sh), free(wh);
+        for (int i = 0; i < NT; i++) t[b][i] = on(bes[b], hin[i], len_of[i]);
+        MUST(bes[b]->lstm_fwd(bes[b], 1, n, len, din, h, t[b][X], t[b][WI], t[b][WH], t[b][BI],
+                              t[b][BH], t[b][H0], t[b][C0], t[b][Y], t[b][HL], t[b][CL],
+                              saved[b], ws[b]));
+    }
+    char what[128];
+    const char *tag = with_state ? "h0/c0" : "zero state";
+    snprintf(what, sizeof what, "lstm_fwd y (n %d len %d h %d, %s)", n, len, h, tag);
+    check_dev(what, t[1][Y], t[0][Y], ny, tol);
+    snprintf(what, sizeof what, "lstm_fwd h_last (n %d len %d h %d, %s)", n, len, h, tag);
+    check_dev(what, t[1][HL], t[0][HL], nh, tol);
+    snprintf(what, sizeof what, "lstm_fwd c_last (n %d len %d h %d, %s)", n, len, h, tag);
+    check_dev(what, t[1][CL], t[0][CL], nh, tol);
+    for (int b = 0; b < 2; b++)
+        MUST(bes[b]->lstm_bwd(bes[b], n, len, din, h, t[b][X], t[b][WI], t[b][WH], t[b][H0],
+                              t[b][C0], t[b][Y], saved[b], t[b][DY], dx_null ? NULL : t[b][DX],
+                              t[b][DWI], t[b][DWH], t[b][DBI], t[b][DBH], ws[b]));
+    const struct { const char *name; int i; } outs[] = {
+        { "dx", DX }, { "dw_ih", DWI }, { "dw_hh", DWH }, { "db_ih", DBI }, { "db_hh", DBH },
     };
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
-        snprintf(what, sizeof what, "lstm_bwd %s (%s)", outs[i].name, tag);
-        check_dev(what, outs[i].d, outs[i].hst, outs[i].n, TOL_TF32);
+        snprintf(what, sizeof what, "lstm_bwd %s (n %d len %d h %d, %s%s)", outs[i].name, n, len,
+                 h, tag, dx_null ? ", dx NULL" : "");
+        /* dx NULL: the CPU's dx is the untouched start value, so the check
+         * also sees that CUDA left it alone */
+        check_dev(what, t[1][outs[i].i], t[0][outs[i].i], len_of[outs[i].i], tol);
     }
-    float *hs[] = { x, wih, whh, bih, bhh, h0, c0, y, gates, c, dy, dx, dwih, dwhh, dbih, dbhh, ws };
-    float *ds[] = { d_x, d_wih, d_whh, d_bih, d_bhh, d_h0, d_c0, d_y, d_gates, d_c, d_dy, d_dx,
-                    d_dwih, d_dwhh, d_dbih, d_dbhh, d_ws };
-    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) free(hs[i]), G->free(G, ds[i]);
+    /* inference mode: same y without saving anything for backward */
+    MUST(G->fill(G, t[1][Y], ny, 0.0f));
+    MUST(G->lstm_fwd(G, 0, n, len, din, h, t[1][X], t[1][WI], t[1][WH], t[1][BI], t[1][BH],
+                     t[1][H0], t[1][C0], t[1][Y], NULL, NULL, saved[1], ws[1]));
+    snprintf(what, sizeof what, "lstm_fwd y, inference mode (n %d len %d h %d, %s)", n, len, h,
+             tag);
+    check_dev(what, t[1][Y], t[0][Y], ny, tol);
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < NT; i++) release(bes[b], t[b][i]);
+        release(bes[b], saved[b]);
+        release(bes[b], ws[b]);
+    }
+    for (int i = 0; i < NT; i++) free(hin[i]);
+}
+
+/* lstm_sizes: positive on CUDA and non-decreasing in n (the layer plans for
+ * its largest batch and runs smaller ones in the same buffers). */
+static void test_lstm_sizes(void)
+{
+    size_t s3 = 0, w3 = 0, s8 = 0, w8 = 0;
+    MUST(G->lstm_sizes(G, 3, 35, 64, 128, &s3, &w3));
+    MUST(G->lstm_sizes(G, 8, 35, 64, 128, &s8, &w8));
+    char detail[128];
+    snprintf(detail, sizeof detail, "n 3: saved %zu ws %zu; n 8: saved %zu ws %zu", s3, w3, s8, w8);
+    check_true("lstm_sizes positive and non-decreasing in n",
+               s3 > 0 && w3 > 0 && s3 <= s8 && w3 <= w8, detail);
+    check_true("lstm_sizes rejects h 0", G->lstm_sizes(G, 3, 35, 64, 0, &s3, &w3) == DLT_ERR_SHAPE,
+               dlt_last_error());
 }
 
 /* train.precision: bf16/fp16 gemms within TOL_BF16, the CPU refuses them. */
@@ -221,6 +348,7 @@ static void test_precision(void)
         snprintf(what, sizeof what, "gemm in %s", modes[i]);
         check_dev(what, d_ci, c, (size_t)m * n, TOL_BF16);
         G->free(G, d_ci);
+        test_lstm(3, 6, 16, 32, 1, 0, TOL_BF16); /* cuDNN's math type follows the precision */
     }
     test_attention(2, 16, 2, 16, 0.0f, TOL_BF16); /* the batched gemms follow too */
     MUST(dlt_device_set_precision(G, "fp32"));
@@ -243,8 +371,22 @@ void test_cuda_seq_all(void)
     test_attention(3, 13, 3, 8, 0.0f, TOL_TF32);
     test_attention(3, 13, 3, 8, 0.1f, TOL_TF32);
     test_attention(2, 128, 4, 64, 0.1f, TOL_TF32);
-    test_lstm(3, 5, 6, 7, 0);
-    test_lstm(3, 5, 6, 7, 1);
-    test_lstm(8, 35, 64, 128, 1);
+    test_lstm_sizes();
+    test_lstm(3, 5, 6, 7, 0, 0, TOL_TF32);
+    test_lstm(3, 5, 6, 7, 1, 0, TOL_TF32);
+    test_lstm(3, 5, 6, 7, 1, 1, TOL_TF32);
+    test_lstm(2, 5, 6, 7, 0, 1, TOL_TF32);   /* a smaller batch: another cuDNN shape */
+    test_lstm(1, 1, 4, 8, 1, 0, TOL_TF32);   /* one step */
+    test_lstm(8, 35, 64, 128, 1, 0, TOL_TF32);
+    test_attention_lse(3, 13, 3, 8, 0.0f, 1);
+    test_attention_lse(3, 13, 3, 8, 0.1f, 2);
+    test_attention_lse(2, 40, 3, 5, 0.0f, 0);      /* odd dh, partial key tile */
+    test_attention_lse(2, 128, 4, 64, 0.0f, 1);
+    test_attention_lse(2, 128, 4, 64, 0.1f, 1);
+    test_attention_lse(2, 512, 2, 64, 0.1f, 2);    /* BERT's longest sequences */
+    test_attention_lse(2, 77, 2, 100, 0.2f, 1);    /* dh not a multiple of 32 */
+    test_attention_lse(1, 33, 1, 128, 0.1f, 0);    /* dh 128: shared memory above 48 KiB */
+    test_attention_lse(2, 49, 2, 96, 0.0f, 2);
+    test_attention_lse_limits();
     test_precision();
 }

@@ -23,3 +23,22 @@ synthetic_data() {
 
 # json_get FILE KEY: a field of a one-object JSON file
 json_get() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# params_match REF RUN [TOL]: every float dataset of weights file RUN equals
+# REF's within relative difference TOL (default 1e-5); prints the worst one
+params_match() {
+    "$PY" - "$1" "$2" "${3:-1e-5}" <<'PY'
+import sys, h5py, numpy as np
+def params(path):
+    out = {}
+    h5py.File(path, "r").visititems(
+        lambda k, o: out.__setitem__(k, o[()].astype(np.float64))
+        if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    return out
+a, b, tol = params(sys.argv[1]), params(sys.argv[2]), float(sys.argv[3])
+assert a and sorted(a) == sorted(b), f"different parameters: {sorted(a)} vs {sorted(b)}"
+worst = max(float(np.max(np.abs(a[k] - b[k]) / np.maximum(1.0, np.abs(a[k])))) for k in a)
+assert worst <= tol, f"max relative parameter difference {worst:.3g} > {tol:g}"
+print(f"{len(a)} arrays, max relative difference {worst:.2g}")
+PY
+}

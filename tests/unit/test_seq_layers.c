@@ -217,6 +217,14 @@ static const sq_case cases[] = {
     { "transformer", "heads=2 ff=10 dropout=0.2", S3(2, 4, 6), 1, 0, 1, 5e-3f },
     { "transformer", "heads=2 ff=10 dropout=0.2 pre_ln=true", S3(2, 4, 6), 1, 0, 1, 5e-3f },
     { "transformer", "heads=3 ff=7 pre_ln=true", S3(2, 3, 6), 0, 0, 0, 5e-3f },
+    /* the probabilities ops (auto picks the lse ops on the CPU) */
+    { "self_attention", "heads=2 attention_impl=probs", S3(2, 4, 6), 1, 0, 1, 1e-2f },
+    { "self_attention", "heads=3 dropout=0.3 attention_impl=probs", S3(3, 5, 6), 1, 0, 1, 1e-2f },
+    { "transformer", "heads=2 ff=10 dropout=0.2 attention_impl=probs", S3(2, 4, 6), 1, 0, 1,
+      5e-3f },
+    { "transformer", "heads=2 ff=10 dropout=0.2 pre_ln=true attention_impl=probs", S3(2, 4, 6), 1,
+      0, 1, 5e-3f },
+    { "transformer", "heads=3 ff=7 attention_impl=probs", S3(2, 3, 6), 0, 0, 0, 5e-3f },
     { "lstm", "hidden=5", S3(2, 4, 3), 1, 0, 0, 1e-2f },
     { "lstm", "hidden=4 layers=2 dropout=0.3", S3(2, 5, 3), 1, 0, 0, 1e-2f },
     { "lstm", "hidden=3 layers=2 stateful=true", S3(3, 4, 2), 1, 0, 0, 1e-2f },
@@ -283,7 +291,9 @@ START_TEST(test_attention_padding_mask)
 {
     const int n = 2, L = 4, D = 6;
     for (int masked = 0; masked < 2; masked++) {
-        dlt_layer *l = mk("transformer", "heads=2 ff=8 dropout=0", (dlt_shape)S3(n, L, D));
+        dlt_layer *l = mk("transformer", _i ? "heads=2 ff=8 dropout=0 attention_impl=lse"
+                                            : "heads=2 ff=8 dropout=0 attention_impl=probs",
+                          (dlt_shape)S3(n, L, D));
         float x[48], ids[8] = { 3, 1, 2, 0, 5, 6, 7, 8 };   /* sample 0's last token is [PAD] */
         tu_fill_uniform(x, 48, 5, -1, 1);
         float *tok = dev(sizeof ids);
@@ -304,6 +314,35 @@ START_TEST(test_attention_padding_mask)
         free(y1);
         be->free(be, tok);
         dlt_layer_free_standalone(l);
+    }
+}
+END_TEST
+
+/* The lse path plans no (heads, len, len) probabilities: its buffers are
+ * smaller by n heads (len len - len) floats (up to the 16-float rounding
+ * of the transformer's regions), in both attention layers. */
+static int64_t buffer_floats(const char *type, const char *kv, dlt_shape in)
+{
+    dlt_layer *l = mk(type, kv, in);
+    int64_t t = 0;
+    for (int i = 0; i < l->n_bufs; i++) t += l->buf_len[i];
+    dlt_layer_free_standalone(l);
+    return t;
+}
+
+START_TEST(test_attention_lse_memory)
+{
+    const int n = 3, L = 40, H = 2;
+    const int64_t saved = (int64_t)n * H * ((int64_t)L * L - L);
+    const char *types[] = { "self_attention", "transformer" };
+    const char *keys[2][2] = { { "heads=2 attention_impl=probs", "heads=2 attention_impl=lse" },
+                               { "heads=2 ff=8 attention_impl=probs",
+                                 "heads=2 ff=8 attention_impl=lse" } };
+    for (int t = 0; t < 2; t++) {
+        const int64_t probs = buffer_floats(types[t], keys[t][0], (dlt_shape)S3(n, L, 8));
+        const int64_t lse = buffer_floats(types[t], keys[t][1], (dlt_shape)S3(n, L, 8));
+        ck_assert_msg(llabs(probs - lse - saved) <= 32, "%s: %lld vs %lld floats", types[t],
+                      (long long)probs, (long long)lse);
     }
 }
 END_TEST
@@ -464,6 +503,7 @@ START_TEST(test_errors)
         { "position_embedding", "max_len=2", "exceed max_len", S3(2, 3, 6) },
         { "embedding", "vocab=4 dim=2 padding_idx=4", "padding_idx", S2(2, 3) },
         { "layernorm", "eps=0", "eps", S3(2, 3, 6) },
+        { "transformer", "heads=2 ff=8 attention_impl=fast", "auto, lse or probs", S3(2, 3, 6) },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         dlt_layer_spec s = mkspec(bad[i].type, NULL, bad[i].kv);
@@ -514,7 +554,8 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_grad_check, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_embedding_padding_and_ids);
-    tcase_add_test(tc, test_attention_padding_mask);
+    tcase_add_loop_test(tc, test_attention_padding_mask, 0, 2);
+    tcase_add_test(tc, test_attention_lse_memory);
     tcase_add_test(tc, test_lstm_stateful);
     tcase_add_loop_test(tc, test_tied_bert_model_gradients, 0, 2);
     tcase_add_test(tc, test_errors);
