@@ -165,7 +165,7 @@ test-asan:
 
 # CPU-vs-GPU op comparison; links only what it uses (--as-needed), so a GPU
 # machine without MPI/HDF5 can run it.
-$(GPU_TEST): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/tests/gpu/test_cuda_seq.o $(BUILD)/tests/gpu/test_cuda_staging.o $(BUILD)/libdlt.a
+$(GPU_TEST): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/tests/gpu/test_cuda_seq.o $(BUILD)/tests/gpu/test_cuda_staging.o $(BUILD)/tests/gpu/test_cuda_linear.o $(BUILD)/libdlt.a
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(filter %.o,$^) -Wl,--as-needed $(BUILD)/libdlt.a $(LDLIBS)
 

@@ -27,6 +27,7 @@ static const struct {
     OP(upload_host_wait), OP(sum_to), OP(lstm_sizes),
     OP(attention_fwd_lse), OP(attention_bwd_lse),
     OP(fill_rows),
+    OP(linear_fwd), OP(linear_bwd_w),
 };
 #undef OP
 

@@ -311,6 +311,18 @@ struct dlt_backend {
      * a gradient's few target rows is not one fill per row on a GPU. */
     dlt_status (*fill_rows)(dlt_backend *be, int k, int dim, int rows, const float *idx, float v,
                             float *x);
+    /* ---- fully connected layers (ABI 2; CPU: core/cpu/cpu_linear.c; CUDA:
+     * core/cuda/cuda_lt.c, cuBLASLt with the bias fused into the gemm's
+     * epilogue) ----
+     * y (rows, out) = x (rows, in) w (out, in)^T + b (out), torch.nn.Linear's
+     * layout; b may be NULL (no bias). Overwrites y. */
+    dlt_status (*linear_fwd)(dlt_backend *be, int rows, int in, int out, const float *x,
+                             const float *w, const float *b, float *y);
+    /* dw (out, in) += dy (rows, out)^T x (rows, in); db (out) += the column
+     * sums of dy unless db is NULL. The input gradient dx = dy w is a plain
+     * gemm (its accumulate-or-overwrite choice is the caller's). */
+    dlt_status (*linear_bwd_w)(dlt_backend *be, int rows, int in, int out, const float *x,
+                               const float *dy, float *dw, float *db);
 };
 
 /* Scratch floats of attention_fwd_lse / attention_bwd_lse: a row value per

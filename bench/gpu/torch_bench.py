@@ -139,6 +139,9 @@ def models(pk):
     for name, ctor, batch, loss_fn, bs, flops in cases:
         modes = [("eager fp32", False, False, False), ("AMP bf16", True, False, False)]
         if name.startswith("resnet"):
+            # fp32 channels_last isolates what NHWC alone buys with fp32
+            # storage (dltrain's case; docs/decisions.md, NHWC)
+            modes.append(("eager fp32 channels_last", False, True, False))
             modes.append(("AMP bf16 channels_last", True, True, False))
         modes.append(("AMP bf16 compile", True, name.startswith("resnet"), True))
         for mode, amp, cl, comp in modes:

@@ -74,6 +74,12 @@ dlt_status dlt_cpu_add(dlt_backend *be, size_t n, const float *a, const float *b
 dlt_status dlt_cpu_mul_acc(dlt_backend *be, size_t n, const float *dy, const float *mask,
                            float *dx);
 
+/* ---- fully connected (cpu_linear.c) ---- */
+dlt_status dlt_cpu_linear_fwd(dlt_backend *be, int rows, int in, int out, const float *x,
+                              const float *w, const float *b, float *y);
+dlt_status dlt_cpu_linear_bwd_w(dlt_backend *be, int rows, int in, int out, const float *x,
+                                const float *dy, float *dw, float *db);
+
 /* ---- convolution (cpu_conv.c) ---- */
 size_t dlt_cpu_conv2d_workspace(dlt_backend *be, const dlt_conv_geom *g);
 dlt_status dlt_cpu_conv2d_fwd(dlt_backend *be, const dlt_conv_geom *g, const float *x,

@@ -23,6 +23,9 @@
  * the inputs inside the kernel and accumulates in fp32, so no bf16 copies of
  * activations or weights exist and the fp32 weights are the master copy.
  *
+ * Fully connected layers (linear_fwd, linear_bwd_w) go through cuBLASLt
+ * instead, with the bias fused into the product (cuda_lt.c).
+ *
  * Data errors found by kernels (bad token ids, labels) are recorded in a
  * mapped host word and reported by the next download/sumsq/sync. */
 #include <stdio.h>
@@ -251,6 +254,7 @@ static void impl_release(dlt_cuda_impl *impl)
     dlt_cuda_staging_free(impl);
     dlt_cuda_conv_free(impl);
     dlt_cuda_lstm_free(impl);
+    dlt_cuda_lt_free(impl);
     if (impl->cudnn) cudnnDestroy(impl->cudnn);
     if (impl->cublas) cublasDestroy(impl->cublas);
     if (impl->reduce_partial) cudaFree(impl->reduce_partial);
@@ -288,6 +292,7 @@ static dlt_status impl_init(dlt_cuda_impl *impl)
     memset(impl->data_err_host, 0, sizeof(dlt_cuda_data_err));
     CUDA_CHECK(cudaHostGetDevicePointer((void **)&impl->data_err_dev, impl->data_err_host, 0));
     impl->prec = DLT_CUDA_PREC_FP32;
+    DLT_CHECK(dlt_cuda_lt_init(impl));
     return dlt_cuda_staging_init(impl);
 }
 
@@ -361,6 +366,8 @@ static const dlt_backend cuda_table = {
     .attention_fwd_lse = dlt_cuda_attention_fwd_lse,
     .attention_bwd_lse = dlt_cuda_attention_bwd_lse,
     .fill_rows = dlt_cuda_fill_rows,
+    .linear_fwd = dlt_cuda_linear_fwd,
+    .linear_bwd_w = dlt_cuda_linear_bwd_w,
 };
 
 /* Contract (exported; see core/device.h dlt_cuda_create_fn): creates the

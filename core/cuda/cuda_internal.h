@@ -35,6 +35,7 @@ extern "C" {
 
 typedef struct dlt_cuda_conv_cache dlt_cuda_conv_cache; /* cuda_conv.c */
 typedef struct dlt_cuda_lstm_cache dlt_cuda_lstm_cache; /* cuda_lstm.c */
+typedef struct dlt_cuda_lt dlt_cuda_lt;                 /* cuda_lt.c */
 
 /* Data errors found by kernels (a token id outside the vocabulary, a label
  * >= classes). A kernel cannot return a status and checking on the host
@@ -77,6 +78,7 @@ typedef struct {
     cudaStream_t copy_stream;    /* batch uploads (cuda_staging.c), beside `stream` */
     cudaEvent_t up_ready[DLT_UPLOAD_SLOTS];   /* on copy_stream: the slot's upload is done */
     cudaEvent_t up_release[DLT_UPLOAD_SLOTS]; /* on stream: the slot's last reader is done */
+    dlt_cuda_lt *lt;             /* cuBLASLt handle and per-shape plans (cuda_lt.c) */
 } dlt_cuda_impl;
 
 static inline dlt_cuda_impl *dlt_cuda_of(dlt_backend *be) { return (dlt_cuda_impl *)be->impl; }
@@ -287,6 +289,22 @@ dlt_status dlt_cuda_lstm_bwd(dlt_backend *be, int n, int len, int din, int h, co
                              float *ws);
 /* Releases the LSTM descriptor cache (called by destroy). */
 void dlt_cuda_lstm_free(dlt_cuda_impl *impl);
+
+/* cuda_lt.c: fully connected layers through cuBLASLt (bias epilogues) */
+dlt_status dlt_cuda_linear_fwd(dlt_backend *be, int rows, int in, int out, const float *x,
+                               const float *w, const float *b, float *y);
+dlt_status dlt_cuda_linear_bwd_w(dlt_backend *be, int rows, int in, int out, const float *x,
+                                 const float *dy, float *dw, float *db);
+/* Creates the cuBLASLt handle and the empty plan table of impl (needs
+ * impl->prop); releases them (no-op when absent). */
+dlt_status dlt_cuda_lt_init(dlt_cuda_impl *impl);
+void dlt_cuda_lt_free(dlt_cuda_impl *impl);
+/* Exported for the GPU suite (found with dlsym, symbol "dlt_cuda_lt_stats"):
+ * how many linear_fwd / linear_bwd_w calls with a bias ran with the bias
+ * fused by cuBLASLt, and how many as gemm + bias kernel (no algorithm for
+ * the epilogue, or DLT_CUDA_LT=0). Returns 0, or -1 if be is not a CUDA
+ * backend. */
+int dlt_cuda_lt_stats(dlt_backend *be, long long *fused, long long *unfused);
 
 #ifdef __cplusplus
 }

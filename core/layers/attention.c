@@ -95,7 +95,6 @@ dlt_status dlt_mha_setup(dlt_layer *l, dlt_mha *a, const char *prefix, int len, 
     snprintf(nm, sizeof nm, "%sout_proj.bias", prefix);
     a->b_out = dlt_layer_add_param(l, nm, (dlt_shape){ 1, { dim } }, DLT_INIT_ZERO, dim);
     l->flops += 8.0 * len * (double)dim * dim + 4.0 * (double)len * len * dim;
-    dlt_layer_add_buffer(l, &a->ones, l->x[0].shape.d[0] * len);
     return DLT_OK;
 }
 
@@ -124,10 +123,8 @@ dlt_status dlt_mha_forward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *c
     dlt_backend *be = l->be;
     const int rows = n * a->len, D = a->dim;
     const dlt_param *P = l->params;
-    DLT_CHECK(dlt_seq_ones(be, a->ones, rows));
     /* qkv (rows, 3D) = x (rows, D) W_in^T + b_in */
-    DLT_CHECK(be->gemm(be, 0, 1, rows, 3 * D, D, 1.0f, x, D, P[a->w_in].w, D, 0.0f, qkv, 3 * D));
-    DLT_CHECK(dlt_seq_bias_add(be, rows, 3 * D, P[a->b_in].w, a->ones, qkv));
+    DLT_CHECK(be->linear_fwd(be, rows, D, 3 * D, x, P[a->w_in].w, P[a->b_in].w, qkv));
     const uint64_t key = dlt_seq_dropout_key(l, ctx, site);
     const uint64_t first = (uint64_t)ctx->sample0 * (uint64_t)dlt_mha_probs_len(a);
     if (a->lse)
@@ -137,8 +134,7 @@ dlt_status dlt_mha_forward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *c
         DLT_CHECK(be->attention_fwd(be, n, a->len, a->heads, D / a->heads, qkv, tokens,
                                     mha_p(a, ctx), key, first, saved, ctxv, ws));
     /* out (rows, D) = ctxv W_out^T + b_out */
-    DLT_CHECK(be->gemm(be, 0, 1, rows, D, D, 1.0f, ctxv, D, P[a->w_out].w, D, 0.0f, out, D));
-    return dlt_seq_bias_add(be, rows, D, P[a->b_out].w, a->ones, out);
+    return be->linear_fwd(be, rows, D, D, ctxv, P[a->w_out].w, P[a->b_out].w, out);
 }
 
 dlt_status dlt_mha_backward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *ctx, int n,
@@ -152,8 +148,7 @@ dlt_status dlt_mha_backward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *
     float *dctx = ws;                              /* (rows, D) */
     float *dqkv = dctx + (size_t)rows * D;         /* (rows, 3D) */
     float *scratch = dqkv + (size_t)rows * 3 * D;  /* the attention op's scratch */
-    DLT_CHECK(be->gemm(be, 1, 0, D, D, rows, 1.0f, dout, D, ctxv, D, 1.0f, P[a->w_out].g, D));
-    DLT_CHECK(dlt_seq_bias_grad(be, rows, D, dout, a->ones, P[a->b_out].g));
+    DLT_CHECK(be->linear_bwd_w(be, rows, D, D, ctxv, dout, P[a->w_out].g, P[a->b_out].g));
     DLT_CHECK(be->gemm(be, 0, 0, rows, D, D, 1.0f, dout, D, P[a->w_out].w, D, 0.0f, dctx, D));
     DLT_CHECK(be->fill(be, dqkv, (size_t)rows * 3 * D, 0.0f));
     const uint64_t key = dlt_seq_dropout_key(l, ctx, site);
@@ -165,8 +160,7 @@ dlt_status dlt_mha_backward(dlt_layer *l, const dlt_mha *a, const dlt_step_ctx *
     else
         DLT_CHECK(be->attention_bwd(be, n, a->len, a->heads, D / a->heads, qkv, mha_p(a, ctx),
                                     key, first, saved, dctx, dqkv, scratch));
-    DLT_CHECK(be->gemm(be, 1, 0, 3 * D, D, rows, 1.0f, dqkv, 3 * D, x, D, 1.0f, P[a->w_in].g, D));
-    DLT_CHECK(dlt_seq_bias_grad(be, rows, 3 * D, dqkv, a->ones, P[a->b_in].g));
+    DLT_CHECK(be->linear_bwd_w(be, rows, D, 3 * D, x, dqkv, P[a->w_in].g, P[a->b_in].g));
     if (dx)
         DLT_CHECK(be->gemm(be, 0, 0, rows, D, 3 * D, 1.0f, dqkv, 3 * D, P[a->w_in].w, D, 1.0f,
                            dx, D));

@@ -3,9 +3,10 @@
  * An input of any rank is read as (n, in_features) with in_features the
  * product of the non-batch dimensions, so a dense layer may follow a conv
  * stack without an explicit flatten (the memory is already row-major).
- * W is (units, in_features) like torch, which makes both the forward and the
- * two backward products a single gemm each; the bias is added by bias_add
- * with hw = 1. */
+ * W is (units, in_features) like torch, so the layer is the backend's
+ * linear ops: linear_fwd (product and bias in one call; on CUDA the bias is
+ * the gemm's epilogue), linear_bwd_w (weight and bias gradients) and one
+ * gemm for the input gradient. */
 #include <stdlib.h>
 
 #include "core/layers/layers_internal.h"
@@ -49,21 +50,18 @@ static dlt_status dense_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
 {
     dense_priv *p = l->priv;
     dlt_backend *be = l->be;
-    /* y (n, units) = x (n, in) . W^T */
-    DLT_CHECK(be->gemm(be, 0, 1, n, p->units, p->in, 1.0f, l->x[0].data, p->in,
-                       l->params[p->w].w, p->in, 0.0f, l->y.data, p->units));
-    if (p->b >= 0) DLT_CHECK(be->bias_add(be, n, p->units, 1, l->params[p->b].w, l->y.data));
-    return DLT_OK;
+    /* y (n, units) = x (n, in) . W^T + b */
+    return be->linear_fwd(be, n, p->in, p->units, l->x[0].data, l->params[p->w].w,
+                          p->b >= 0 ? l->params[p->b].w : NULL, l->y.data);
 }
 
 static dlt_status dense_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
 {
     dense_priv *p = l->priv;
     dlt_backend *be = l->be;
-    /* dW (units, in) += dy^T (units, n) . x (n, in) */
-    DLT_CHECK(be->gemm(be, 1, 0, p->units, p->in, n, 1.0f, l->dy.data, p->units, l->x[0].data,
-                       p->in, 1.0f, l->params[p->w].g, p->in));
-    if (p->b >= 0) DLT_CHECK(be->bias_grad(be, n, p->units, 1, l->dy.data, l->params[p->b].g));
+    /* dW (units, in) += dy^T (units, n) . x (n, in), db += sum dy */
+    DLT_CHECK(be->linear_bwd_w(be, n, p->in, p->units, l->x[0].data, l->dy.data,
+                               l->params[p->w].g, p->b >= 0 ? l->params[p->b].g : NULL));
     /* dx (n, in) += dy (n, units) . W (units, in) */
     if (l->dx[0].data)
         DLT_CHECK(be->gemm(be, 0, 0, n, p->in, p->units, 1.0f, l->dy.data, p->units,

@@ -29,16 +29,30 @@
  * The logits gradient follows the same rows: the loss writes only target
  * rows and backward reads only those, so the head's zero_dy clears just
  * them (fill_rows) instead of the model clearing all (n, len, vocab).
+ * The gathered decoder runs on the target count rounded up to ROW_BUCKET
+ * rows (the extra rows zero, their logits never copied, their gradients
+ * zero): the count changes every step, and bucketing keeps the set of
+ * product shapes small, so a backend that plans per shape (cuBLASLt's
+ * algorithm per shape on CUDA) plans a handful of them in the first steps
+ * instead of a new one every step.
  *
- * Biases go through dlt_seq_bias_add/grad (gemms with a vector of ones).
+ * The dense part and the decoder are the backend's linear ops (bias fused
+ * into the product on CUDA).
  *
  * pooler on (n, len, dim) -> (n, dim): tanh(x[:, 0] W^T + b), BERT's
  * BertPooler. The first token's rows are read in place through the gemm's
- * leading dimension (len dim). A normal dense layer then classifies. */
+ * leading dimension (len dim), which the linear ops (contiguous rows) do
+ * not take, so the pooler keeps gemm + bias_add on its n rows. A normal
+ * dense layer then classifies. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/layers/seq_internal.h"
+
+/* Rows of the gathered decoder are rounded up to a multiple of this. */
+#define ROW_BUCKET 16
+
+static int row_bucket(int k) { return (k + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET; }
 
 /* ---- mlm_head ---- */
 
@@ -57,11 +71,11 @@ typedef struct {
     float *pre, *act, *hn, *mean, *rstd; /* (n, len, dim) x3, (n, len) x2 */
     int sparse;                         /* linked in front of the per-token loss */
     int cap;                            /* most target rows for the gathered decoder */
+    int cap_rows;                       /* cap rounded up to ROW_BUCKET: workspace rows */
     int k;                              /* this step's target rows; -1: every row */
     float *idx;                         /* (n len) target row indices as floats, backend */
     int32_t *lab_host;                  /* (n len) host copy of the labels */
     float *idx_host;                    /* (n len) host */
-    float *ones;                        /* (n len) of 1, for the biases */
 } mlm_priv;
 
 static dlt_status mlm_setup(dlt_layer *l)
@@ -92,6 +106,7 @@ static dlt_status mlm_setup(dlt_layer *l)
     /* BERT's 15% masking fits a quarter of the rows; with more targets (a
      * language model's every row) gathering saves nothing: all rows */
     p->cap = (int)((rows + 3) / 4);
+    p->cap_rows = row_bucket(p->cap);
     p->wd = dlt_layer_add_param(l, "dense.weight", (dlt_shape){ 2, { D, D } },
                                 DLT_INIT_UNIFORM_FAN_IN, D);
     p->bd = dlt_layer_add_param(l, "dense.bias", (dlt_shape){ 1, { D } }, DLT_INIT_UNIFORM_FAN_IN,
@@ -111,11 +126,11 @@ static dlt_status mlm_setup(dlt_layer *l)
     dlt_layer_add_buffer(l, &p->mean, rows);
     dlt_layer_add_buffer(l, &p->rstd, rows);
     dlt_layer_add_buffer(l, &p->idx, rows);
-    dlt_layer_add_buffer(l, &p->ones, rows);
     l->y.shape = (dlt_shape){ 3, { n, L, vocab } };
-    /* backward: dhn, dact, dpre (rows, D) then the targets' dy (cap, V), hn
-     * and dhn (cap, D); forward uses the targets' part only */
-    l->workspace_bytes = (size_t)(3 * rows * D + (int64_t)p->cap * (vocab + 2 * D)) * sizeof(float);
+    /* backward: dhn, dact, dpre (rows, D) then the targets' dy (cap_rows, V),
+     * hn and dhn (cap_rows, D); forward uses the targets' part only */
+    l->workspace_bytes =
+        (size_t)(3 * rows * D + (int64_t)p->cap_rows * (vocab + 2 * D)) * sizeof(float);
     l->flops = 2.0 * (double)L * D * (D + vocab);
     return DLT_OK;
 }
@@ -159,28 +174,22 @@ static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     if (!E) return DLT_LAYER_ERR(l, DLT_ERR_INVALID, "tie to '%s' is not resolved (only a model "
                                  "links layers)", dlt_spec_str(l->spec, mlm_keys, "tie"));
     const int rows = n * p->len, D = p->dim, V = p->vocab;
-    DLT_CHECK(be->gemm(be, 0, 1, rows, D, D, 1.0f, l->x[0].data, D, P[p->wd].w, D, 0.0f, p->pre,
-                       D));
-    DLT_CHECK(dlt_seq_ones(be, p->ones, rows));
-    DLT_CHECK(dlt_seq_bias_add(be, rows, D, P[p->bd].w, p->ones, p->pre));
+    DLT_CHECK(be->linear_fwd(be, rows, D, D, l->x[0].data, P[p->wd].w, P[p->bd].w, p->pre));
     DLT_CHECK(be->act_fwd(be, DLT_ACT_GELU, (size_t)rows * D, p->pre, p->act));
     DLT_CHECK(be->layernorm_fwd(be, rows, D, p->eps, p->act, P[p->gn].w, P[p->bn].w, p->hn,
                                 p->mean, p->rstd));
     DLT_CHECK(mlm_targets(l, ctx, rows));
-    if (p->k < 0) {
-        DLT_CHECK(be->gemm(be, 0, 1, rows, V, D, 1.0f, p->hn, D, E->w, D, 0.0f, l->y.data, V));
-        return dlt_seq_bias_add(be, rows, V, P[p->bias].w, p->ones, l->y.data);
-    }
+    if (p->k < 0) return be->linear_fwd(be, rows, D, V, p->hn, E->w, P[p->bias].w, l->y.data);
     /* the full-vocabulary decoder on the target rows only: gather their hn
      * rows, one gemm, copy the logits into their rows. Other rows keep
      * whatever they held (the loss never reads them; zeroing them would
      * write the whole (rows, V) tensor every step, 128 MiB for BERT-tiny's
      * batch of 64 x 64) */
-    float *lc = l->workspace, *hc = lc + (size_t)p->cap * V;   /* (cap, V), (cap, D) */
-    const int m = p->k;
+    float *lc = l->workspace, *hc = lc + (size_t)p->cap_rows * V; /* (cap_rows, V), (.., D) */
+    const int m = p->k, mb = row_bucket(m);
     DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
-    DLT_CHECK(be->gemm(be, 0, 1, m, V, D, 1.0f, hc, D, E->w, D, 0.0f, lc, V));
-    DLT_CHECK(dlt_seq_bias_add(be, m, V, P[p->bias].w, p->ones, lc));
+    DLT_CHECK(be->fill(be, hc + (size_t)m * D, (size_t)(mb - m) * D, 0.0f));
+    DLT_CHECK(be->linear_fwd(be, mb, D, V, hc, E->w, P[p->bias].w, lc));
     for (int i = 0; i < m; i++)
         DLT_CHECK(be->copy(be, l->y.data + (size_t)p->idx_host[i] * V, lc + (size_t)i * V,
                            (size_t)V * sizeof(float)));
@@ -199,17 +208,18 @@ static dlt_status mlm_decoder_bwd(dlt_layer *l, const dlt_param *E, int rows, fl
     const int D = p->dim, V = p->vocab;
     const float *dy = l->dy.data;
     if (p->k < 0) {
-        DLT_CHECK(be->gemm(be, 1, 0, V, D, rows, 1.0f, dy, V, p->hn, D, 1.0f, E->g, D));
-        DLT_CHECK(dlt_seq_bias_grad(be, rows, V, dy, p->ones, P[p->bias].g));
+        DLT_CHECK(be->linear_bwd_w(be, rows, D, V, p->hn, dy, E->g, P[p->bias].g));
         return be->gemm(be, 0, 0, rows, D, V, 1.0f, dy, V, E->w, D, 0.0f, dhn, D);
     }
-    float *dyc = chunk, *hc = dyc + (size_t)p->cap * V, *dhc = hc + (size_t)p->cap * D;
-    const int m = p->k;
+    /* (cap_rows, V), (cap_rows, D) x2; rows m .. mb of dyc and hc are zero */
+    float *dyc = chunk, *hc = dyc + (size_t)p->cap_rows * V, *dhc = hc + (size_t)p->cap_rows * D;
+    const int m = p->k, mb = row_bucket(m);
     DLT_CHECK(be->fill(be, dhn, (size_t)rows * D, 0.0f));
     DLT_CHECK(be->embedding_fwd(be, m, V, rows, p->idx, dy, dyc));
+    DLT_CHECK(be->fill(be, dyc + (size_t)m * V, (size_t)(mb - m) * V, 0.0f));
     DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
-    DLT_CHECK(be->gemm(be, 1, 0, V, D, m, 1.0f, dyc, V, hc, D, 1.0f, E->g, D));
-    DLT_CHECK(dlt_seq_bias_grad(be, m, V, dyc, p->ones, P[p->bias].g));
+    DLT_CHECK(be->fill(be, hc + (size_t)m * D, (size_t)(mb - m) * D, 0.0f));
+    DLT_CHECK(be->linear_bwd_w(be, mb, D, V, hc, dyc, E->g, P[p->bias].g));
     DLT_CHECK(be->gemm(be, 0, 0, m, D, V, 1.0f, dyc, V, E->w, D, 0.0f, dhc, D));
     return be->embedding_bwd(be, m, D, rows, p->idx, dhc, -1, dhn);
 }
@@ -239,9 +249,7 @@ static dlt_status mlm_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     DLT_CHECK(be->layernorm_bwd(be, rows, D, p->act, dhn, P[p->gn].w, p->mean, p->rstd, dact,
                                 P[p->gn].g, P[p->bn].g));
     DLT_CHECK(be->act_bwd(be, DLT_ACT_GELU, nd, p->pre, p->act, dact, dpre));
-    DLT_CHECK(be->gemm(be, 1, 0, D, D, rows, 1.0f, dpre, D, l->x[0].data, D, 1.0f, P[p->wd].g,
-                       D));
-    DLT_CHECK(dlt_seq_bias_grad(be, rows, D, dpre, p->ones, P[p->bd].g));
+    DLT_CHECK(be->linear_bwd_w(be, rows, D, D, l->x[0].data, dpre, P[p->wd].g, P[p->bd].g));
     if (l->dx[0].data)
         DLT_CHECK(be->gemm(be, 0, 0, rows, D, D, 1.0f, dpre, D, P[p->wd].w, D, 1.0f,
                            l->dx[0].data, D));

@@ -3,8 +3,9 @@
  * every position. Sequence models need it where "dense" would flatten the
  * sequence into one feature vector (the LSTM language model's projection to
  * the vocabulary, a per-token classifier). All rows of the batch are one
- * gemm, so it is as fast as dense; parameters (weight (units, in), bias)
- * have torch's names and initialisation. */
+ * backend linear op (gemm with the bias fused on CUDA), so it is as fast as
+ * dense; parameters (weight (units, in), bias) have torch's names and
+ * initialisation. */
 #include <stdlib.h>
 
 #include "core/layers/seq_internal.h"
@@ -17,7 +18,6 @@ static const dlt_key_spec linear_keys[] = {
 
 typedef struct {
     int in, units, rows_per_sample, bias;
-    float *ones;   /* (max_batch rows_per_sample) of 1, for the bias */
 } linear_priv;
 
 static dlt_status linear_setup(dlt_layer *l)
@@ -41,7 +41,6 @@ static dlt_status linear_setup(dlt_layer *l)
     if (p->bias)
         dlt_layer_add_param(l, "bias", (dlt_shape){ 1, { units } }, DLT_INIT_UNIFORM_FAN_IN, p->in);
     l->flops = 2.0 * p->rows_per_sample * (double)p->in * (double)units;
-    if (p->bias) dlt_layer_add_buffer(l, &p->ones, xs->d[0] * p->rows_per_sample);
     return DLT_OK;
 }
 
@@ -50,13 +49,8 @@ static dlt_status linear_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     linear_priv *p = l->priv;
     dlt_backend *be = l->be;
     const int rows = n * p->rows_per_sample;
-    DLT_CHECK(be->gemm(be, 0, 1, rows, p->units, p->in, 1.0f, l->x[0].data, p->in,
-                       l->params[0].w, p->in, 0.0f, l->y.data, p->units));
-    if (p->bias) {
-        DLT_CHECK(dlt_seq_ones(be, p->ones, rows));
-        DLT_CHECK(dlt_seq_bias_add(be, rows, p->units, l->params[1].w, p->ones, l->y.data));
-    }
-    return DLT_OK;
+    return be->linear_fwd(be, rows, p->in, p->units, l->x[0].data, l->params[0].w,
+                          p->bias ? l->params[1].w : NULL, l->y.data);
 }
 
 static dlt_status linear_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
@@ -64,10 +58,8 @@ static dlt_status linear_backward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     linear_priv *p = l->priv;
     dlt_backend *be = l->be;
     const int rows = n * p->rows_per_sample;
-    DLT_CHECK(be->gemm(be, 1, 0, p->units, p->in, rows, 1.0f, l->dy.data, p->units,
-                       l->x[0].data, p->in, 1.0f, l->params[0].g, p->in));
-    if (p->bias)
-        DLT_CHECK(dlt_seq_bias_grad(be, rows, p->units, l->dy.data, p->ones, l->params[1].g));
+    DLT_CHECK(be->linear_bwd_w(be, rows, p->in, p->units, l->x[0].data, l->dy.data,
+                               l->params[0].g, p->bias ? l->params[1].g : NULL));
     if (l->dx[0].data)
         DLT_CHECK(be->gemm(be, 0, 0, rows, p->in, p->units, 1.0f, l->dy.data, p->units,
                            l->params[0].w, p->in, 1.0f, l->dx[0].data, p->in));

@@ -62,7 +62,7 @@ const dlt_layer_ops dlt_layer_bottleneck = {
     .free = NULL,
 };
 
-static const char *const ops_dense[] = { "gemm", "bias_add", "bias_grad", NULL };
+static const char *const ops_dense[] = { "gemm", "linear_fwd", "linear_bwd_w", NULL };
 static const char *const ops_conv[] = { "conv2d_workspace", "conv2d_fwd", "conv2d_bwd_data",
                                         "conv2d_bwd_filter", "bias_add", "bias_grad", NULL };
 static const char *const ops_pool[] = { "pool2d_fwd", "pool2d_bwd", NULL };
@@ -78,15 +78,16 @@ static const char *const ops_none[] = { NULL };
 static const char *const ops_embedding[] = { "embedding_fwd", "embedding_bwd", NULL };
 static const char *const ops_addemb[] = { "copy", "bias_add", "bias_grad", "axpy", NULL };
 static const char *const ops_layernorm[] = { "layernorm_fwd", "layernorm_bwd", NULL };
-static const char *const ops_attention[] = { "gemm", "bias_add", "bias_grad", "attention_fwd",
-                                             "attention_bwd", "fill", NULL };
-static const char *const ops_transformer[] = { "gemm", "bias_add", "bias_grad", "attention_fwd",
-                                               "attention_bwd", "layernorm_fwd", "layernorm_bwd",
+static const char *const ops_attention[] = { "gemm", "linear_fwd", "linear_bwd_w",
+                                             "attention_fwd", "attention_bwd", "fill", NULL };
+static const char *const ops_transformer[] = { "gemm", "linear_fwd", "linear_bwd_w",
+                                               "attention_fwd", "attention_bwd",
+                                               "layernorm_fwd", "layernorm_bwd",
                                                "act_fwd", "act_bwd", "dropout_fwd", "mul_acc",
                                                "add", "axpy", "fill", NULL };
 static const char *const ops_lstm[] = { "lstm_sizes", "lstm_fwd", "lstm_bwd", "dropout_fwd",
                                         "mul_acc", "axpy", "fill", NULL };
-static const char *const ops_mlm[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
+static const char *const ops_mlm[] = { "gemm", "linear_fwd", "linear_bwd_w", "act_fwd", "act_bwd",
                                        "layernorm_fwd", "layernorm_bwd", "fill", "fill_rows", NULL };
 static const char *const ops_pooler[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
                                           "fill", NULL };

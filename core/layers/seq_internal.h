@@ -30,12 +30,12 @@ static inline uint64_t dlt_seq_dropout_key(const dlt_layer *l, const dlt_step_ct
 dlt_status dlt_seq_mask_tokens(const dlt_layer *l, const dlt_step_ctx *ctx, int64_t len,
                                int use_mask, const float **out);
 
-/* Biases of row-major (rows, c) tensors, as gemms with a vector of ones:
- * y (rows, c) += 1 b^T and db (c) += dy^T 1. The backend's bias_add and
- * bias_grad are laid out for (n, c, hw) images; with hw = 1 they walk every
- * channel down the rows, which measured 10-50x slower than one gemm on the
- * shapes of a transformer (4096 x 512: 10.4 ms against 0.8 ms). ones:
- * >= rows floats equal to 1, backend memory (see dlt_seq_ones). */
+/* Row biases of row-major (rows, c) tensors that are not a linear layer's
+ * (position and token-type tables, embedding.c), as gemms with a vector of
+ * ones: y (rows, c) += 1 b^T and db (c) += dy^T 1. Linear layers use the
+ * backend's linear_fwd / linear_bwd_w instead, which fuse the bias into the
+ * product. ones: >= rows floats equal to 1, backend memory (see
+ * dlt_seq_ones). */
 static inline dlt_status dlt_seq_bias_add(dlt_backend *be, int rows, int c, const float *b,
                                           const float *ones, float *y)
 {
@@ -69,8 +69,6 @@ typedef struct {
     int lse;                        /* 1: memory-light ops (attention_fwd_lse), saving the
                                        row log-sum-exps instead of the probabilities */
     int w_in, b_in, w_out, b_out;   /* parameter indices in the owning layer */
-    float *ones;                    /* (max_batch len) of 1, for the biases; filled by
-                                       dlt_mha_forward, usable by the owner after it */
 } dlt_mha;
 
 /* The attention_impl layer key shared by self_attention and transformer:

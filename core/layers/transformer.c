@@ -127,9 +127,7 @@ static dlt_status transformer_setup(dlt_layer *l)
 static dlt_status linear(dlt_layer *l, int w, int b, int rows, int in, int out, const float *x,
                          float *y)
 {
-    dlt_backend *be = l->be;
-    DLT_CHECK(be->gemm(be, 0, 1, rows, out, in, 1.0f, x, in, l->params[w].w, in, 0.0f, y, out));
-    return dlt_seq_bias_add(be, rows, out, l->params[b].w, ((tf_priv *)l->priv)->a.ones, y);
+    return l->be->linear_fwd(l->be, rows, in, out, x, l->params[w].w, l->params[b].w, y);
 }
 
 /* dW += dy^T x, db += sum dy, dx = dy W (overwritten) */
@@ -137,8 +135,7 @@ static dlt_status linear_bwd(dlt_layer *l, int w, int b, int rows, int in, int o
                              const float *x, const float *dy, float *dx)
 {
     dlt_backend *be = l->be;
-    DLT_CHECK(be->gemm(be, 1, 0, out, in, rows, 1.0f, dy, out, x, in, 1.0f, l->params[w].g, in));
-    DLT_CHECK(dlt_seq_bias_grad(be, rows, out, dy, ((tf_priv *)l->priv)->a.ones, l->params[b].g));
+    DLT_CHECK(be->linear_bwd_w(be, rows, in, out, x, dy, l->params[w].g, l->params[b].g));
     return be->gemm(be, 0, 0, rows, in, out, 1.0f, dy, out, l->params[w].w, in, 0.0f, dx, in);
 }
 

@@ -55,6 +55,10 @@ void check_true(const char *what, int ok, const char *detail);
  * attention and LSTM, forward and backward, plus bf16 gemm tolerance. */
 void test_cuda_seq_all(void);
 
+/* test_cuda_linear.c: linear_fwd / linear_bwd_w (cuBLASLt bias epilogues)
+ * in every precision, odd shapes and 4-byte aligned operands. */
+void test_cuda_linear_all(void);
+
 /* test_cuda_staging.c: sum_to, pinned host memory, slot uploads on the copy
  * stream ordered against compute. */
 void test_cuda_staging_all(void);

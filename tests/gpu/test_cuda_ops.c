@@ -636,6 +636,7 @@ int main(int argc, char **argv)
 
     test_fill_blas();
     test_gemm();
+    test_cuda_linear_all();
     test_bias(8, 16, 49);
     test_bias(64, 300, 1);
     test_act();

@@ -209,6 +209,60 @@ START_TEST(test_bias)
 }
 END_TEST
 
+/* linear_fwd / linear_bwd_w against a double reference and against the
+ * gemm + bias_add they replace; with and without a bias (y starts NaN: the
+ * forward must overwrite), gradients accumulating over two calls. Shapes
+ * cover one row, in = 0, more than one column block (out > 256) and more
+ * than one row chunk (rows > 64) of the column sum. */
+START_TEST(test_linear)
+{
+    static const int shapes[][3] = { { 1, 1, 1 },    { 7, 5, 3 },   { 33, 17, 29 },
+                                     { 130, 64, 300 }, { 5, 0, 4 }, { 200, 3, 513 } };
+    for (int sh = 0; sh < 6; sh++)
+        for (int bias = 0; bias < 2; bias++) {
+            const int rows = shapes[sh][0], in = shapes[sh][1], out = shapes[sh][2];
+            const size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+            float *x = rnd(nx, 31 + sh), *w = rnd(nw, 41 + sh), *b = rnd(out, 51 + sh);
+            float *dy = rnd(ny, 61 + sh), *dw = rnd(nw, 71 + sh), *db = rnd(out, 81 + sh);
+            float *dw0 = dup(dw, nw), *db0 = dup(db, out), *y = malloc(ny * sizeof *y);
+            float *y2 = malloc(ny * sizeof *y2);
+            ck_assert(y && y2);
+            for (size_t i = 0; i < ny; i++) y[i] = NAN;
+            double *ry = zd(ny), *rw = zd(nw), *rb = zd(out);
+            for (int r = 0; r < rows; r++)
+                for (int o = 0; o < out; o++) {
+                    double s = bias ? b[o] : 0.0;
+                    for (int i = 0; i < in; i++)
+                        s += (double)x[(size_t)r * in + i] * w[(size_t)o * in + i];
+                    ry[(size_t)r * out + o] = s;
+                    const double g = dy[(size_t)r * out + o];
+                    rb[o] += 2.0 * g; /* two calls */
+                    for (int i = 0; i < in; i++)
+                        rw[(size_t)o * in + i] += 2.0 * g * x[(size_t)r * in + i];
+                }
+            ck_assert_int_eq(be->linear_fwd(be, rows, in, out, x, w, bias ? b : NULL, y), DLT_OK);
+            expect(y, NULL, ry, ny, 2e-5, "linear_fwd");
+            /* the two-op path it replaces */
+            ck_assert_int_eq(be->gemm(be, 0, 1, rows, out, in, 1.0f, x, in > 0 ? in : 1, w,
+                                      in > 0 ? in : 1, 0.0f, y2, out), DLT_OK);
+            if (bias) ck_assert_int_eq(be->bias_add(be, rows, out, 1, b, y2), DLT_OK);
+            ck_assert_float_le(tu_max_rel_err(y, y2, ny), 1e-6f);
+            for (int rep = 0; rep < 2; rep++)
+                ck_assert_int_eq(be->linear_bwd_w(be, rows, in, out, x, dy, dw,
+                                                  bias ? db : NULL), DLT_OK);
+            expect(dw, dw0, rw, nw, 2e-5, "linear_bwd_w dw");
+            if (bias) expect(db, db0, rb, out, 2e-5, "linear_bwd_w db");
+            else ck_assert(memcmp(db, db0, (size_t)out * sizeof *db) == 0);
+            free(x), free(w), free(b), free(dy), free(dw), free(db), free(dw0), free(db0);
+            free(y), free(y2), free(ry), free(rw), free(rb);
+        }
+    float t[4] = { 0 };
+    ck_assert_int_eq(be->linear_fwd(be, -1, 2, 2, t, t, NULL, t), DLT_ERR_INVALID);
+    ck_assert_int_eq(be->linear_bwd_w(be, 2, -2, 2, t, t, t, t), DLT_ERR_INVALID);
+    ck_assert_int_eq(be->linear_fwd(be, 0, 2, 2, t, t, t, t), DLT_OK); /* no rows: nothing */
+}
+END_TEST
+
 /* ---------------- convolution ---------------- */
 
 #define X4(g, i0, i1, i2, i3) ((((size_t)(i0) * (g)->c + (i1)) * (g)->h + (i2)) * (g)->w + (i3))
@@ -635,6 +689,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_gemm);
     tcase_add_test(tc, test_elementwise);
     tcase_add_test(tc, test_bias);
+    tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_conv);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_bnorm);
