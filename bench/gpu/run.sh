@@ -12,7 +12,8 @@
 #        resnet50-hdf5: the same on 4096 images in 4 HDF5 shards with the
 #          ImageNet input pipeline (random resized crop + flip, 8 loader
 #          threads): what a real run on local disk sees
-#        BERT-base MLM at seq 128 and 512, LSTM LM
+#        BERT-base MLM at seq 128 and 512 (also with attention_impl: probs,
+#          and with DLT_CUDA_LT=0), LSTM LM
 #   3. torch: the same shapes, eager fp32, AMP bf16, channels_last (ResNet),
 #      torch.compile when it works; ResNet-50 from HDF5 with h5py + DataLoader
 #      when h5py is importable
@@ -89,6 +90,14 @@ run_dlt resnet50-hdf5-b128 "$R50" data.train="$W/imgh5/train-*.h5" data.test="" 
     "data.augment.resized_crop=[0.08,1]" data.augment.hflip=0.5
 run_dlt bert-base-mlm-seq128-b64 "$here/configs/bert_base.yaml" data.train="$W/tok128/train-*.h5" data.test="" train.batch_size=64
 run_dlt bert-base-mlm-seq512-b16 "$here/configs/bert_base.yaml" data.train="$W/tok512/train-*.h5" data.test="" train.batch_size=16
+# the attention and bias paths not yet measured on a GPU: the flash kernels
+# (default, fp32 SIMT) against the probabilities path (tensor-core gemms), and
+# cuBLASLt's fused bias against gemm + a bias kernel (DLT_CUDA_LT=0)
+sed 's/ff: 3072,/ff: 3072, attention_impl: probs,/' "$here/configs/bert_base.yaml" >"$W/bert_probs.yaml"
+run_dlt bert-base-mlm-seq128-b64-probs "$W/bert_probs.yaml" data.train="$W/tok128/train-*.h5" data.test="" train.batch_size=64
+run_dlt bert-base-mlm-seq512-b16-probs "$W/bert_probs.yaml" data.train="$W/tok512/train-*.h5" data.test="" train.batch_size=16
+(export DLT_CUDA_LT=0; run_dlt bert-base-mlm-seq128-b64-no-lt "$here/configs/bert_base.yaml" \
+    data.train="$W/tok128/train-*.h5" data.test="" train.batch_size=64)
 run_dlt lstm-lm-b32 "$here/configs/lstm_lm.yaml" data.train="$W/tok128/train-*.h5" data.test=""
 
 # PyTorch on the same GPU, MFU against the same peak
