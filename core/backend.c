@@ -26,7 +26,7 @@ static const struct {
     OP(host_alloc), OP(host_free), OP(upload_async), OP(upload_wait), OP(upload_release),
     OP(upload_host_wait), OP(sum_to), OP(lstm_sizes),
     OP(attention_fwd_lse), OP(attention_bwd_lse),
-    OP(fill_rows),
+    OP(fill_rows), OP(target_rows),
     OP(linear_fwd), OP(linear_bwd_w),
 };
 #undef OP

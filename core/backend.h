@@ -311,6 +311,11 @@ struct dlt_backend {
      * a gradient's few target rows is not one fill per row on a GPU. */
     dlt_status (*fill_rows)(dlt_backend *be, int k, int dim, int rows, const float *idx, float v,
                             float *x);
+    /* idx = the rows r of labels (rows) with labels(r) >= 0, ascending, as
+     * floats (as fill_rows reads them); idx holds room for all of them. The
+     * caller counts them on its host copy of the labels: building the list
+     * on the device spares a host -> device copy, a sync on a GPU. */
+    dlt_status (*target_rows)(dlt_backend *be, int rows, const int32_t *labels, float *idx);
     /* ---- fully connected layers (ABI 2; CPU: core/cpu/cpu_linear.c; CUDA:
      * core/cuda/cuda_lt.c, cuBLASLt with the bias fused into the gemm's
      * epilogue) ----

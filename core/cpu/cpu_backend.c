@@ -136,6 +136,7 @@ static const dlt_backend cpu_table = {
     /* .attention_fwd_lse = */ dlt_cpu_attention_fwd_lse,
     /* .attention_bwd_lse = */ dlt_cpu_attention_bwd_lse,
     /* .fill_rows         = */ dlt_cpu_fill_rows,
+    /* .target_rows       = */ dlt_cpu_target_rows,
     /* .linear_fwd        = */ dlt_cpu_linear_fwd,
     /* .linear_bwd_w      = */ dlt_cpu_linear_bwd_w,
 };

@@ -87,6 +87,16 @@ dlt_status dlt_cpu_fill_rows(dlt_backend *be, int k, int dim, int rows, const fl
     return DLT_OK;
 }
 
+/* idx = the rows with a label >= 0, in order. */
+dlt_status dlt_cpu_target_rows(dlt_backend *be, int rows, const int32_t *labels, float *idx)
+{
+    if (rows < 0) return DLT_ERR(DLT_ERR_SHAPE, "target_rows: bad size rows=%d", rows);
+    int k = 0;
+    for (int r = 0; r < rows; r++)
+        if (labels[r] >= 0) idx[k++] = (float)r;
+    return DLT_OK;
+}
+
 /* y (rows, dim) = (x - mean) rstd gamma + beta per row; mean, rstd (rows). */
 dlt_status dlt_cpu_layernorm_fwd(dlt_backend *be, int rows, int dim, float eps, const float *x,
                                  const float *gamma, const float *beta, float *y, float *mean,

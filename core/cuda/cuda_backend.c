@@ -366,6 +366,7 @@ static const dlt_backend cuda_table = {
     .attention_fwd_lse = dlt_cuda_attention_fwd_lse,
     .attention_bwd_lse = dlt_cuda_attention_bwd_lse,
     .fill_rows = dlt_cuda_fill_rows,
+    .target_rows = dlt_cuda_target_rows,
     .linear_fwd = dlt_cuda_linear_fwd,
     .linear_bwd_w = dlt_cuda_linear_bwd_w,
 };

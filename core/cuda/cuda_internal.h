@@ -243,6 +243,7 @@ dlt_status dlt_cuda_embedding_bwd(dlt_backend *be, int t, int dim, int vocab, co
                                   const float *dy, int padding_idx, float *dw);
 dlt_status dlt_cuda_fill_rows(dlt_backend *be, int k, int dim, int rows, const float *idx,
                               float v, float *x);
+dlt_status dlt_cuda_target_rows(dlt_backend *be, int rows, const int32_t *labels, float *idx);
 dlt_status dlt_cuda_layernorm_fwd(dlt_backend *be, int rows, int dim, float eps, const float *x,
                                   const float *gamma, const float *beta, float *y, float *mean,
                                   float *rstd);

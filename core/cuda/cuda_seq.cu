@@ -338,6 +338,45 @@ extern "C" dlt_status dlt_cuda_fill_rows(dlt_backend *be, int k, int dim, int ro
     return DLT_OK;
 }
 
+/* One block compacts the rows with a label >= 0 into idx, in order: per
+ * chunk of blockDim rows, a warp ballot gives each row its place within its
+ * warp and the earlier warps' counts its place within the chunk; `base`
+ * carries the chunks before. A single block because rows is a batch's
+ * token count (tens of thousands at most) and order must be kept. */
+__global__ void k_target_rows(int rows, const int32_t *__restrict__ labels, float *__restrict__ idx)
+{
+    __shared__ int warp_count[32];
+    __shared__ int base;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    if (threadIdx.x == 0) base = 0;
+    __syncthreads();
+    for (int start = 0; start < rows; start += blockDim.x) {
+        const int r = start + threadIdx.x;
+        const int flag = r < rows && labels[r] >= 0;
+        const unsigned ballot = __ballot_sync(0xffffffffu, flag);
+        if (lane == 0) warp_count[warp] = __popc(ballot);
+        __syncthreads();
+        int before = base + __popc(ballot & ((1u << lane) - 1u));
+        for (int w = 0; w < warp; w++) before += warp_count[w];
+        if (flag) idx[before] = (float)r;
+        __syncthreads();   /* every thread has read base and warp_count */
+        if (threadIdx.x == 0)
+            for (int w = 0; w < warps; w++) base += warp_count[w];
+        __syncthreads();
+    }
+}
+
+extern "C" dlt_status dlt_cuda_target_rows(dlt_backend *be, int rows, const int32_t *labels,
+                                           float *idx)
+{
+    if (rows < 0) return DLT_ERR(DLT_ERR_SHAPE, "target_rows: bad size rows=%d", rows);
+    if (rows == 0) return DLT_OK;
+    CUDA_ENTER(be);
+    k_target_rows<<<1, 1024, 0, dlt_cuda_of(be)->stream>>>(rows, labels, idx);
+    KERNEL_CHECK("target_rows");
+    return DLT_OK;
+}
+
 extern "C" dlt_status dlt_cuda_embedding_bwd(dlt_backend *be, int t, int dim, int vocab,
                                              const float *ids, const float *dy, int padding_idx,
                                              float *dw)

@@ -22,10 +22,12 @@
  * were; the loss skips them); backward gathers the same rows of dy. Sums
  * equal the full decoder's up to the order of floating-point additions.
  * Steps without targets (predict, whose labels are all -1), with more
- * (language models) and standalone layers compute every row. The row list
- * is built on the host from ctx->labels_host, the copy the trainer's
+ * (language models) and standalone layers compute every row. The targets
+ * are counted on the host in ctx->labels_host, the copy the trainer's
  * staging (and eval and predict) already hold; only a caller without one
- * (unit tests, tools) costs a download of n len ints, a sync on a GPU.
+ * (unit tests, tools) costs a download of n len ints, a sync on a GPU. The
+ * row list itself is built on the device (target_rows), so nothing is
+ * uploaded in the step.
  * The logits gradient follows the same rows: the loss writes only target
  * rows and backward reads only those, so the head's zero_dy clears just
  * them (fill_rows) instead of the model clearing all (n, len, vocab).
@@ -75,7 +77,6 @@ typedef struct {
     int k;                              /* this step's target rows; -1: every row */
     float *idx;                         /* (n len) target row indices as floats, backend */
     int32_t *lab_host;                  /* (n len) host copy of the labels */
-    float *idx_host;                    /* (n len) host */
 } mlm_priv;
 
 static dlt_status mlm_setup(dlt_layer *l)
@@ -91,13 +92,12 @@ static dlt_status mlm_setup(dlt_layer *l)
     double eps = dlt_spec_float(l->spec, mlm_keys, "eps");
     if (!(eps > 0.0)) return DLT_LAYER_ERR(l, DLT_ERR_CONFIG, "eps must be > 0 (got %g)", eps);
     const int64_t n = xs->d[0], L = xs->d[1], D = xs->d[2], rows = n * L;
-    /* the host copies of labels and indices live at the end of the private
-     * struct: one allocation, freed with it */
-    mlm_priv *p = calloc(1, sizeof *p + (size_t)rows * (sizeof(int32_t) + sizeof(float)));
+    /* the host copy of the labels lives at the end of the private struct:
+     * one allocation, freed with it */
+    mlm_priv *p = calloc(1, sizeof *p + (size_t)rows * sizeof(int32_t));
     if (!p) return DLT_LAYER_ERR(l, DLT_ERR_NOMEM, "out of memory");
     l->priv = p;
     p->lab_host = (int32_t *)(p + 1);
-    p->idx_host = (float *)(p->lab_host + rows);
     p->len = (int)L;
     p->dim = (int)D;
     p->vocab = (int)vocab;
@@ -158,10 +158,11 @@ static dlt_status mlm_targets(dlt_layer *l, const dlt_step_ctx *ctx, int rows)
         lab = p->lab_host;
     }
     int k = 0;
-    for (int r = 0; r < rows; r++)
-        if (lab[r] >= 0) p->idx_host[k++] = (float)r;
+    for (int r = 0; r < rows; r++) k += lab[r] >= 0;
     if (k == 0 || k > p->cap) return DLT_OK;
-    DLT_CHECK(l->be->upload(l->be, p->idx, p->idx_host, (size_t)k * sizeof(float)));
+    /* the host needs only the count (product sizes); the list itself is
+     * built where it is used */
+    DLT_CHECK(l->be->target_rows(l->be, rows, ctx->labels, p->idx));
     p->k = k;
     return DLT_OK;
 }
@@ -190,10 +191,10 @@ static dlt_status mlm_forward(dlt_layer *l, const dlt_step_ctx *ctx, int n)
     DLT_CHECK(be->embedding_fwd(be, m, D, rows, p->idx, p->hn, hc));
     DLT_CHECK(be->fill(be, hc + (size_t)m * D, (size_t)(mb - m) * D, 0.0f));
     DLT_CHECK(be->linear_fwd(be, mb, D, V, hc, E->w, P[p->bias].w, lc));
-    for (int i = 0; i < m; i++)
-        DLT_CHECK(be->copy(be, l->y.data + (size_t)p->idx_host[i] * V, lc + (size_t)i * V,
-                           (size_t)V * sizeof(float)));
-    return DLT_OK;
+    /* scatter the logits into their rows in two ops, not one copy per row
+     * (hundreds of launches a step on a GPU): clear the rows, then add */
+    DLT_CHECK(be->fill_rows(be, m, V, rows, p->idx, 0.0f, l->y.data));
+    return be->embedding_bwd(be, m, V, rows, p->idx, lc, -1, l->y.data);
 }
 
 /* dhn (rows, D) = dy E, E->g += dy^T hn, decoder bias += sum dy: over

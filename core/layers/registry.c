@@ -88,7 +88,8 @@ static const char *const ops_transformer[] = { "gemm", "linear_fwd", "linear_bwd
 static const char *const ops_lstm[] = { "lstm_sizes", "lstm_fwd", "lstm_bwd", "dropout_fwd",
                                         "mul_acc", "axpy", "fill", NULL };
 static const char *const ops_mlm[] = { "gemm", "linear_fwd", "linear_bwd_w", "act_fwd", "act_bwd",
-                                       "layernorm_fwd", "layernorm_bwd", "fill", "fill_rows", NULL };
+                                       "layernorm_fwd", "layernorm_bwd", "fill", "fill_rows",
+                                       "target_rows", "embedding_fwd", "embedding_bwd", NULL };
 static const char *const ops_pooler[] = { "gemm", "bias_add", "bias_grad", "act_fwd", "act_bwd",
                                           "fill", NULL };
 

@@ -76,6 +76,30 @@ static void test_fill_rows(int k, int dim, int rows)
     G->free(G, d_idx), G->free(G, d_x);
 }
 
+/* target_rows: the device's list of rows with a label >= 0 equals the
+ * CPU's exactly, across several 1024-row chunks of the one-block kernel;
+ * the slots past the count are left untouched. */
+static void test_target_rows(int rows, int every)
+{
+    int32_t *lab = malloc((size_t)rows * sizeof *lab);
+    int k = 0;
+    for (int r = 0; r < rows; r++) {
+        lab[r] = (r * 2654435761u) % (unsigned)every == 0 ? r % 50 : -1;
+        k += lab[r] >= 0;
+    }
+    float *idx = rnd((size_t)rows, -9, -1), *d_idx = fup(idx, (size_t)rows);
+    int32_t *d_lab = NULL;
+    MUST(G->alloc(G, (size_t)rows * sizeof *lab, (void **)&d_lab));
+    MUST(G->upload(G, d_lab, lab, (size_t)rows * sizeof *lab));
+    MUST(C->target_rows(C, rows, lab, idx));
+    MUST(G->target_rows(G, rows, d_lab, d_idx));
+    char what[80];
+    snprintf(what, sizeof what, "target_rows (rows %d, %d targets)", rows, k);
+    check_dev(what, d_idx, idx, (size_t)rows, 0.0);
+    free(lab), free(idx);
+    G->free(G, d_idx), G->free(G, d_lab);
+}
+
 static void test_layernorm(int rows, int dim)
 {
     const size_t n = (size_t)rows * dim;
@@ -388,6 +412,9 @@ void test_cuda_seq_all(void)
     test_embedding(4000, 768, 30522);
     test_fill_rows(37, 70, 300);
     test_fill_rows(600, 30522, 1024);   /* a masked-LM logits gradient's target rows */
+    test_target_rows(5, 2);
+    test_target_rows(4096, 7);          /* BERT-tiny's 64 x 64 tokens, ~15% targets */
+    test_target_rows(32768 + 17, 3);    /* a partial last chunk */
     test_layernorm(37, 200);
     test_layernorm(1024, 768);
     test_xent_seq(4, 9, 1000);

@@ -21,13 +21,19 @@
 
 static dlt_backend *be;
 static dlt_status (*cpu_download)(dlt_backend *, void *, const void *, size_t);
-static int downloads;
+static dlt_status (*cpu_upload)(dlt_backend *, void *, const void *, size_t);
+static int downloads, uploads;
 
-/* The CPU's download, counted. */
+/* The CPU's download and upload, counted: each is a sync on a GPU. */
 static dlt_status counting_download(dlt_backend *b, void *dst, const void *src, size_t bytes)
 {
     downloads++;
     return cpu_download(b, dst, src, bytes);
+}
+static dlt_status counting_upload(dlt_backend *b, void *dst, const void *src, size_t bytes)
+{
+    uploads++;
+    return cpu_upload(b, dst, src, bytes);
 }
 
 static void be_setup(void)
@@ -35,6 +41,8 @@ static void be_setup(void)
     ck_assert_int_eq(dlt_backend_cpu_create(&be), DLT_OK);
     cpu_download = be->download;
     be->download = counting_download;
+    cpu_upload = be->upload;
+    be->upload = counting_upload;
 }
 static void be_teardown(void) { be->destroy(be); }
 
@@ -93,6 +101,19 @@ START_TEST(test_fill_rows)
     ck_assert_int_eq(be->fill_rows(be, 2, 3, 5, bad, 0.0f, x), DLT_ERR_INVALID);
     ck_assert_float_eq(x[0], 0.0f);   /* checked before any row is written: row 0 kept */
     ck_assert_int_eq(be->fill_rows(be, 0, 3, 5, idx, 0.0f, x), DLT_OK);
+}
+END_TEST
+
+START_TEST(test_target_rows)
+{
+    const int32_t lab[7] = { -1, 3, -1, -1, 0, 9, -1 };
+    float idx[7] = { -5, -5, -5, -5, -5, -5, -5 };
+    ck_assert_int_eq(be->target_rows(be, 7, lab, idx), DLT_OK);
+    ck_assert_float_eq(idx[0], 1.0f);
+    ck_assert_float_eq(idx[1], 4.0f);
+    ck_assert_float_eq(idx[2], 5.0f);
+    ck_assert_float_eq(idx[3], -5.0f);   /* only the targets are written */
+    ck_assert_int_eq(be->target_rows(be, -1, lab, idx), DLT_ERR_SHAPE);
 }
 END_TEST
 
@@ -224,8 +245,9 @@ START_TEST(test_sparse_head_zeroes_only_targets)
 }
 END_TEST
 
-/* With host labels a step downloads nothing; without, the head falls back
- * to one download of the labels; the gradients are the same. */
+/* With host labels a step neither downloads nor uploads; without, the
+ * head falls back to one download of the labels; the gradients are the
+ * same. */
 START_TEST(test_head_uses_host_labels)
 {
     float x[ROWS];
@@ -235,27 +257,25 @@ START_TEST(test_head_uses_host_labels)
     targets(lab, s, 5);
     size_t n;
     dlt_model *a = build_bert(), *b = build_bert();
-    downloads = 0;
+    downloads = uploads = 0;
     float *ga = mlm_step(a, x, lab, 1, 0, &n);
     ck_assert_int_eq(downloads, 0);
+    ck_assert_int_eq(uploads, 0);
     float *gb = mlm_step(b, x, lab, 0, 0, &n);
     ck_assert_int_eq(downloads, 1);
     ck_assert(memcmp(ga, gb, n * sizeof *ga) == 0);
     free(ga);
     free(gb);
 
-    /* the host copy decides the rows: with a host list other than the
-     * device labels, the head computes the host list's logits rows only */
-    int32_t other[ROWS];
-    const int t[] = { 0, 4, 6 };
-    targets(other, t, 3);
-    const float mark = 12345.0f;   /* finite: the loss still reads these rows */
+    /* the row list is built on the device (target_rows) from the labels:
+     * the target rows' logits are computed, the others keep their values */
+    const float mark = 12345.0f;
     dlt_layer *head = dlt_model_layer(a, dlt_model_n_layers(a) - 2);
     ck_assert_int_eq(be->fill(be, head->y.data, (size_t)ROWS * V, mark), DLT_OK);
-    dlt_step_ctx ctx = { .train = 1, .seed = 2, .step = 1, .labels = lab, .labels_host = other };
+    dlt_step_ctx ctx = { .train = 1, .seed = 2, .step = 1, .labels = lab, .labels_host = lab };
     ck_assert_int_eq(dlt_model_forward(a, x, N, &ctx, NULL), DLT_OK);
-    ck_assert(head->y.data[0] != mark && head->y.data[6 * V + 10] != mark);
-    ck_assert(head->y.data[2 * V] == mark && head->y.data[23 * V] == mark);
+    for (int i = 0; i < 5; i++) ck_assert(head->y.data[(size_t)s[i] * V + 7] != mark);
+    ck_assert(head->y.data[0] == mark && head->y.data[6 * V + 10] == mark);
     dlt_model_free(a);
     dlt_model_free(b);
 }
@@ -268,6 +288,7 @@ int main(void)
     tcase_add_checked_fixture(tc, be_setup, be_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_fill_rows);
+    tcase_add_test(tc, test_target_rows);
     tcase_add_test(tc, test_residual_and_accumulate);
     tcase_add_test(tc, test_sparse_head_zeroes_only_targets);
     tcase_add_test(tc, test_head_uses_host_labels);
