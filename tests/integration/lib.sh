@@ -42,3 +42,46 @@ assert worst <= tol, f"max relative parameter difference {worst:.3g} > {tol:g}"
 print(f"{len(a)} arrays, max relative difference {worst:.2g}")
 PY
 }
+
+# The rank-equivalence MLP (test_dist_equivalence, test_zero): 1024
+# synthetic images, a 3-layer MLP, SGD + momentum, 20 steps of global
+# batch 48. equiv_setup writes $TMP/mlp.yaml; then
+# equiv_run NAME NP ACCUM BUCKET_MB [key=value ...] trains it into
+# $TMP/NAME with batch_size 48 / ACCUM on NP ranks.
+equiv_setup() {
+    synthetic_data "$TMP/syn" 1024
+    cat > "$TMP/mlp.yaml" <<YAML
+data:
+  train: $TMP/syn/train-*.h5
+  test: ""
+model:
+  loss: softmax_cross_entropy
+  layers:
+    - {type: flatten}
+    - {type: dense, units: 64}
+    - {type: tanh}
+    - {type: dense, units: 32}
+    - {type: relu}
+    - {type: dense, units: 10}
+train:
+  epochs: 2
+  max_steps: 20
+  batch_size: 48
+  threads: 1
+optimizer:
+  type: sgd
+  lr: 0.05
+  momentum: 0.9
+log:
+  every: 10
+YAML
+}
+
+equiv_run() {
+    name=$1 np=$2 k=$3 mb=$4
+    shift 4
+    if [ "$np" = 1 ]; then launch="$BIN/dltrain"; else launch="$MPIRUN -np $np $BIN/dltrain"; fi
+    $launch train "$TMP/mlp.yaml" run_dir="$TMP/$name" train.batch_size=$((48 / k)) \
+        train.accum_steps="$k" comm.bucket_mb="$mb" "$@" >"$TMP/$name.out" 2>&1 ||
+        { cat "$TMP/$name.out" >&2; fail "$name: $np ranks, accum $k, buckets of $mb MiB, $*"; }
+}

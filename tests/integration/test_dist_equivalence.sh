@@ -10,43 +10,8 @@
 # before backward ends. SGD, not Adam: Adam would hide a wrongly scaled
 # gradient.
 . tests/integration/lib.sh
-synthetic_data "$TMP/syn" 1024
-
-cat > "$TMP/mlp.yaml" <<YAML
-data:
-  train: $TMP/syn/train-*.h5
-  test: ""
-model:
-  loss: softmax_cross_entropy
-  layers:
-    - {type: flatten}
-    - {type: dense, units: 64}
-    - {type: tanh}
-    - {type: dense, units: 32}
-    - {type: relu}
-    - {type: dense, units: 10}
-train:
-  epochs: 2
-  max_steps: 20
-  batch_size: 48
-  threads: 1
-optimizer:
-  type: sgd
-  lr: 0.05
-  momentum: 0.9
-log:
-  every: 10
-YAML
-
-# run NAME NP ACCUM BUCKET_MB [key=value ...]: global batch 48 = ACCUM x batch_size
-run() {
-    name=$1 np=$2 k=$3 mb=$4
-    shift 4
-    if [ "$np" = 1 ]; then launch="$BIN/dltrain"; else launch="$MPIRUN -np $np $BIN/dltrain"; fi
-    $launch train "$TMP/mlp.yaml" run_dir="$TMP/$name" train.batch_size=$((48 / k)) \
-        train.accum_steps="$k" comm.bucket_mb="$mb" "$@" >"$TMP/$name.out" 2>&1 ||
-        { cat "$TMP/$name.out" >&2; fail "$name: $np ranks, accum $k, buckets of $mb MiB"; }
-}
+equiv_setup
+run() { equiv_run "$@"; }
 
 # 0.01 MiB = 2621 floats: smaller than the first dense layer (50,240 floats);
 # 0.001 MiB = 262 floats: smaller than every layer, so the first bucket is
