@@ -3,10 +3,9 @@
  * Build walks the config's layer specs in order. Each spec's inputs are
  * resolved by name to an earlier layer (or "input", the model input; by
  * default the previous layer), so the config order is a topological order and
- * backward is simply the reverse. A "resblock" or "bottleneck" spec is expanded on the spot
- * into plain layers named "<block>.conv1", ... because its shortcut depends
- * on the channel count of its input, known only once earlier layers are set
- * up; its last layer answers to the block's name. The loss layer is appended.
+ * backward is simply the reverse. A "resblock" or "bottleneck" spec is
+ * expanded on the spot into plain layers (core/model_blocks.c). The loss
+ * layer is appended.
  *
  * Memory (llm.c style) is planned after every setup(): one parameter arena
  * and one gradient arena with identical layout, parameters in backward order
@@ -34,39 +33,9 @@
 #include <string.h>
 
 #include "core/layers/layers_internal.h"
+#include "core/model_internal.h"
 
 #define ALIGN_FLOATS 64   /* 256-byte alignment of every activation and buffer */
-#define RESBLOCK_MAX 12   /* layers one resblock (9) or bottleneck (12) expands into */
-
-/* Every arena of a set of layers; sizes in floats except the workspace. */
-typedef struct {
-    float *params, *grads, *state, *bufs, *acts, *act_grads;
-    void *ws;
-    size_t n_params, n_state, n_bufs, n_acts, ws_bytes;
-} arenas;
-
-typedef struct {
-    int src[DLT_MAX_INPUTS];     /* producing layer, -1: the model input */
-    char alias[DLT_NAME_LEN];    /* the resblock this layer ends, or "" */
-    int first_writer;            /* the first layer in backward order to write this
-                                    output's gradient (its last reader); -1: none */
-} node;
-
-struct dlt_model {
-    dlt_backend *be;
-    int max_batch;
-    dlt_shape in_shape;          /* (max_batch, input...) */
-    float *input;                /* (max_batch, input...) copy of the step's input */
-    dlt_layer *layers;
-    dlt_layer_spec *specs;       /* one per layer, expanded; layers point here */
-    node *nodes;
-    int n_layers, cap;
-    const dlt_param **order;     /* parameters in arena order */
-    int n_order;
-    arenas a;
-    dlt_grad_ready_fn hook;      /* grad-ready callback, or NULL */
-    void *hook_user;
-};
 
 /* ---- memory planning ---- */
 
@@ -84,7 +53,7 @@ static dlt_status alloc_floats(dlt_backend *be, size_t n, float **out)
     return DLT_OK;
 }
 
-static void arenas_free(dlt_backend *be, arenas *a)
+static void arenas_free(dlt_backend *be, dlt_arenas *a)
 {
     float *all[] = { a->params, a->grads, a->state, a->bufs, a->acts, a->act_grads };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -96,7 +65,7 @@ static void arenas_free(dlt_backend *be, arenas *a)
 /* Sizes, allocates and points every output, parameter, buffer and the
  * workspace of layers[0..n). order (n params, may be NULL) receives the
  * parameters in arena order. Inputs are the caller's business. */
-static dlt_status arenas_alloc(dlt_backend *be, dlt_layer *layers, int n, arenas *a,
+static dlt_status arenas_alloc(dlt_backend *be, dlt_layer *layers, int n, dlt_arenas *a,
                                const dlt_param **order)
 {
     memset(a, 0, sizeof *a);
@@ -205,7 +174,7 @@ static void layer_release(dlt_layer *l)
 
 /* Index of the layer called name (or ending the resblock name), -1 for the
  * model input, -2 if unknown. */
-static int find_name(const dlt_model *m, const char *name)
+int dlt_model_find_name(const dlt_model *m, const char *name)
 {
     if (strcmp(name, "input") == 0) return -1;
     for (int k = 0; k < m->n_layers; k++)
@@ -213,28 +182,28 @@ static int find_name(const dlt_model *m, const char *name)
     return -2;
 }
 
-static const dlt_shape *src_shape(const dlt_model *m, int src)
+const dlt_shape *dlt_model_src_shape(const dlt_model *m, int src)
 {
     return src < 0 ? &m->in_shape : &m->layers[src].y.shape;
 }
 
 /* Appends a layer for spec s (copied), resolving its inputs; alias names
  * the resblock it ends, or NULL. */
-static dlt_status add_layer(dlt_model *m, const dlt_layer_spec *s, const char *alias)
+dlt_status dlt_model_add_layer(dlt_model *m, const dlt_layer_spec *s, const char *alias)
 {
     char where[256];
     dlt_spec_where(s, where, sizeof where);
     if (m->n_layers >= m->cap) return DLT_ERR(DLT_ERR_INVALID, "%s: too many layers", where);
-    if (find_name(m, s->name) != -2 || (alias && find_name(m, alias) != -2))
+    if (dlt_model_find_name(m, s->name) != -2 || (alias && dlt_model_find_name(m, alias) != -2))
         return DLT_ERR(DLT_ERR_CONFIG, "%s: the name '%s' is already used", where,
-                       find_name(m, s->name) != -2 ? s->name : alias);
+                       dlt_model_find_name(m, s->name) != -2 ? s->name : alias);
     const dlt_layer_ops *ops = dlt_layer_find(s->type);
     if (!ops) return DLT_ERR(DLT_ERR_CONFIG, "%s: unknown layer type '%s'", where, s->type);
 
     int k = m->n_layers;
     m->specs[k] = *s;
     dlt_layer *l = &m->layers[k];
-    node *nd = &m->nodes[k];
+    dlt_node *nd = &m->nodes[k];
     memset(l, 0, sizeof *l);
     l->ops = ops;
     l->spec = &m->specs[k];
@@ -249,174 +218,19 @@ static dlt_status add_layer(dlt_model *m, const dlt_layer_spec *s, const char *a
     for (int i = 0; i < n_in; i++) {
         int src = k - 1;   /* the previous layer, or the model input for the first */
         if (s->n_inputs > 0) {
-            src = find_name(m, s->inputs[i]);
+            src = dlt_model_find_name(m, s->inputs[i]);
             if (src == -2)
                 return DLT_ERR(DLT_ERR_CONFIG,
                                "%s: unknown input '%s' (inputs name an earlier layer or 'input')",
                                where, s->inputs[i]);
         }
         nd->src[i] = src;
-        l->x[i].shape = *src_shape(m, src);
+        l->x[i].shape = *dlt_model_src_shape(m, src);
         l->dx[i].shape = l->x[i].shape;
     }
     l->n_in = n_in;
     m->n_layers++;   /* before setup, so that a failed setup's priv is freed */
     return layer_setup(l);
-}
-
-/* A spec derived from parent: name "<parent>.<suffix>", same location. */
-static dlt_status sub_spec(const dlt_layer_spec *parent, const char *suffix, const char *type,
-                           dlt_layer_spec *out)
-{
-    memset(out, 0, sizeof *out);
-    snprintf(out->type, sizeof out->type, "%s", type);
-    int len = snprintf(out->name, sizeof out->name, "%s.%s", parent->name, suffix);
-    if (len >= (int)sizeof out->name)
-        return DLT_ERR(DLT_ERR_CONFIG, "layer name '%s' is too long for a resblock", parent->name);
-    out->file = parent->file;
-    out->line = parent->line;
-    return DLT_OK;
-}
-
-static void spec_set(dlt_layer_spec *s, const char *key, long val)
-{
-    snprintf(s->kv[s->n_kv].key, sizeof s->kv[0].key, "%s", key);
-    snprintf(s->kv[s->n_kv].val, sizeof s->kv[0].val, "%ld", val);
-    s->n_kv++;
-}
-
-/* A bias-free square convolution for resblocks. */
-static void conv_keys(dlt_layer_spec *s, long filters, long kernel, long stride, long pad)
-{
-    spec_set(s, "filters", filters);
-    spec_set(s, "kernel", kernel);
-    spec_set(s, "stride", stride);
-    spec_set(s, "padding", pad);
-    spec_set(s, "bias", 0);
-}
-
-static void spec_input(dlt_layer_spec *s, const char *name)
-{
-    snprintf(s->inputs[s->n_inputs++], DLT_NAME_LEN, "%s", name);
-}
-
-/* The input of macro block b: its name into in_name, its channel count
- * into *channels; *f and *stride from the block's keys. */
-static dlt_status block_input(dlt_model *m, const dlt_layer_spec *b, char *in_name,
-                              long *channels, long *f, long *stride)
-{
-    char where[256];
-    dlt_spec_where(b, where, sizeof where);
-    const dlt_key_spec *keys = dlt_layer_find(b->type)->keys;
-    *f = dlt_spec_int(b, keys, "filters");
-    *stride = dlt_spec_int(b, keys, "stride");
-    if (*f < 1 || *stride < 1)
-        return DLT_ERR(DLT_ERR_CONFIG, "%s: filters and stride must be >= 1", where);
-    if (b->n_inputs > 1)
-        return DLT_ERR(DLT_ERR_CONFIG, "%s: %s takes 1 input, got %d", where, b->type,
-                       b->n_inputs);
-    int src = b->n_inputs ? find_name(m, b->inputs[0]) : m->n_layers - 1;
-    if (src == -2)
-        return DLT_ERR(DLT_ERR_CONFIG,
-                       "%s: unknown input '%s' (inputs name an earlier layer or 'input')", where,
-                       b->inputs[0]);
-    snprintf(in_name, DLT_NAME_LEN, "%s", src < 0 ? "input" : m->specs[src].name);
-    const dlt_shape *xs = src_shape(m, src);
-    if (xs->ndim != 4) {
-        char sb[96];
-        return DLT_ERR(DLT_ERR_SHAPE, "%s: input %s is not (n, c, h, w)", where,
-                       dlt_shape_str(xs, sb, sizeof sb));
-    }
-    *channels = xs->d[1];
-    return DLT_OK;
-}
-
-/* The shortcut and the end of a block whose main branch ends in main_name:
- * identity, or conv1x1 (stride) + bn when project; then add and relu
- * (named relu_suffix), which answers to the block's name. */
-static dlt_status block_tail(dlt_model *m, const dlt_layer_spec *b, const char *in_name,
-                             const char *main_name, int project, long out_ch, long stride,
-                             const char *relu_suffix)
-{
-    dlt_layer_spec s;
-    char short_name[DLT_NAME_LEN];
-    snprintf(short_name, sizeof short_name, "%s", in_name);
-    if (project) {
-        DLT_CHECK(sub_spec(b, "downsample.0", "conv2d", &s));
-        spec_input(&s, in_name);
-        conv_keys(&s, out_ch, 1, stride, 0);
-        DLT_CHECK(add_layer(m, &s, NULL));
-        DLT_CHECK(sub_spec(b, "downsample.1", "batchnorm", &s));
-        DLT_CHECK(add_layer(m, &s, NULL));
-        snprintf(short_name, sizeof short_name, "%s", s.name);
-    }
-    DLT_CHECK(sub_spec(b, "add", "add", &s));
-    spec_input(&s, main_name);
-    spec_input(&s, short_name);
-    DLT_CHECK(add_layer(m, &s, NULL));
-    DLT_CHECK(sub_spec(b, relu_suffix, "relu", &s));
-    return add_layer(m, &s, b->name);
-}
-
-/* conv1x1 (filters) - bn - relu - conv3x3 (filters, stride) - bn - relu -
- * conv1x1 (expansion x filters) - bn, plus a shortcut (identity, or
- * conv1x1 + bn when the stride or the channel count changes), add, relu:
- * torchvision's Bottleneck (ResNet v1.5: the stride sits in the 3x3). */
-static dlt_status expand_bottleneck(dlt_model *m, const dlt_layer_spec *b)
-{
-    char in_name[DLT_NAME_LEN];
-    long c, f, stride;
-    DLT_CHECK(block_input(m, b, in_name, &c, &f, &stride));
-    long e = dlt_spec_int(b, dlt_layer_bottleneck.keys, "expansion");
-    if (e < 1) {
-        char where[256];
-        return DLT_ERR(DLT_ERR_CONFIG, "%s: expansion must be >= 1",
-                       dlt_spec_where(b, where, sizeof where));
-    }
-    static const char *const names[3][3] = { { "conv1", "bn1", "relu1" },
-                                             { "conv2", "bn2", "relu2" },
-                                             { "conv3", "bn3", NULL } };
-    const long width[3] = { f, f, e * f }, kernel[3] = { 1, 3, 1 };
-    dlt_layer_spec s;
-    for (int i = 0; i < 3; i++) {
-        DLT_CHECK(sub_spec(b, names[i][0], "conv2d", &s));
-        if (i == 0) spec_input(&s, in_name);
-        conv_keys(&s, width[i], kernel[i], i == 1 ? stride : 1, kernel[i] / 2);
-        DLT_CHECK(add_layer(m, &s, NULL));
-        DLT_CHECK(sub_spec(b, names[i][1], "batchnorm", &s));
-        DLT_CHECK(add_layer(m, &s, NULL));
-        if (!names[i][2]) break;
-        DLT_CHECK(sub_spec(b, names[i][2], "relu", &s));
-        DLT_CHECK(add_layer(m, &s, NULL));
-    }
-    return block_tail(m, b, in_name, s.name, stride != 1 || c != e * f, e * f, stride, "relu3");
-}
-
-/* conv3x3 - bn - relu - conv3x3 - bn, plus a shortcut (identity, or
- * conv1x1 + bn when the stride or the channel count changes), add, relu:
- * torchvision's BasicBlock, with its sub-layer names. */
-static dlt_status expand_resblock(dlt_model *m, const dlt_layer_spec *b)
-{
-    char in_name[DLT_NAME_LEN];
-    long c, f, stride;
-    DLT_CHECK(block_input(m, b, in_name, &c, &f, &stride));
-    int project = stride != 1 || c != f;
-
-    dlt_layer_spec s;
-    DLT_CHECK(sub_spec(b, "conv1", "conv2d", &s));
-    spec_input(&s, in_name);
-    conv_keys(&s, f, 3, stride, 1);
-    DLT_CHECK(add_layer(m, &s, NULL));
-    DLT_CHECK(sub_spec(b, "bn1", "batchnorm", &s));
-    DLT_CHECK(add_layer(m, &s, NULL));
-    DLT_CHECK(sub_spec(b, "relu1", "relu", &s));
-    DLT_CHECK(add_layer(m, &s, NULL));
-    DLT_CHECK(sub_spec(b, "conv2", "conv2d", &s));
-    conv_keys(&s, f, 3, 1, 1);
-    DLT_CHECK(add_layer(m, &s, NULL));
-    DLT_CHECK(sub_spec(b, "bn2", "batchnorm", &s));
-    DLT_CHECK(add_layer(m, &s, NULL));
-    return block_tail(m, b, in_name, s.name, project, f, stride, "relu2");
 }
 
 /* Points every layer input at its producer's output (or the input copy),
@@ -446,9 +260,9 @@ static dlt_status build(const dlt_model_cfg *cfg, dlt_model *m)
             return DLT_ERR(DLT_ERR_CONFIG, "%s: %s is a loss; name it in model.loss instead",
                            dlt_spec_where(&s, where, sizeof where), s.type);
         }
-        if (ops == &dlt_layer_resblock) DLT_CHECK(expand_resblock(m, &s));
-        else if (ops == &dlt_layer_bottleneck) DLT_CHECK(expand_bottleneck(m, &s));
-        else DLT_CHECK(add_layer(m, &s, NULL));
+        if (ops == &dlt_layer_resblock || ops == &dlt_layer_bottleneck)
+            DLT_CHECK(dlt_model_expand_block(m, &s));
+        else DLT_CHECK(dlt_model_add_layer(m, &s, NULL));
     }
     dlt_layer_spec ls;
     memset(&ls, 0, sizeof ls);
@@ -459,7 +273,7 @@ static dlt_status build(const dlt_model_cfg *cfg, dlt_model *m)
     if (!lops || !lops->is_loss)
         return DLT_ERR(DLT_ERR_CONFIG, "model.loss '%s' is not a loss (softmax_cross_entropy, mse)",
                        ls.type);
-    DLT_CHECK(add_layer(m, &ls, NULL));
+    DLT_CHECK(dlt_model_add_layer(m, &ls, NULL));
     const dlt_shape *logits = &m->layers[m->n_layers - 1].x[0].shape;
     int64_t k = dlt_shape_sample_numel(logits);
     if (cfg->n_classes > 0 && k < cfg->n_classes) {
@@ -570,7 +384,7 @@ dlt_status dlt_model_forward(dlt_model *m, const float *x, int n, const dlt_step
  * layer reads keeps the zero gradient it was allocated with. */
 static dlt_status zero_input_grads(dlt_model *m, int k, int n)
 {
-    const node *nd = &m->nodes[k];
+    const dlt_node *nd = &m->nodes[k];
     for (int i = 0; i < m->layers[k].n_in; i++) {
         int src = nd->src[i], seen = 0;
         for (int j = 0; j < i; j++) seen |= nd->src[j] == src;   /* add(x, x) */
@@ -710,7 +524,7 @@ void dlt_model_describe(const dlt_model *m, FILE *f)
 typedef struct {
     dlt_layer l;                 /* first, so a dlt_layer* is the wrapper */
     dlt_layer_spec spec;
-    arenas a;
+    dlt_arenas a;
 } standalone;
 
 dlt_status dlt_layer_create_standalone(const dlt_layer_spec *spec, const dlt_shape *in, int n_in,
