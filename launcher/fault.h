@@ -5,7 +5,11 @@
  * (SIGSEGV), hang (sleep forever without touching MPI, like a deadlocked
  * kernel), or error (fail with an ordinary error, like bad data). Unset or
  * empty means no fault. Parsing is strict, so a typo in a test is an error
- * rather than a test that silently injects nothing. */
+ * rather than a test that silently injects nothing.
+ *
+ * `dltrain doctor` honours it too, with its checkpoints as the steps: 0
+ * before its first collective, 1 before the bandwidth test, 2 before the
+ * verdict (launcher/doctor.c). */
 #ifndef DLT_FAULT_H
 #define DLT_FAULT_H
 
