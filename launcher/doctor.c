@@ -15,7 +15,19 @@
  * plain function returning an int status or a version number, stable
  * across the major versions we support. Problems found on any rank are
  * gathered to rank 0 (one line per rank: the first problem and a count),
- * which prints them; the verdict is agreed with an allreduce. */
+ * which prints them; the verdict is agreed with an allreduce.
+ *
+ * Doctor runs before the long job, often right after a node was replaced,
+ * so a peer that dies or never arrives is exactly what it must survive:
+ * every collective goes through comm.h (nonblocking, finished by the
+ * guard's deadline wait, comm/guard.c), never raw MPI on MPI_COMM_WORLD.
+ * Min, max and gather are built from those sum allreduces and broadcasts
+ * (one slot per rank), which costs nothing at doctor's sizes. A collective
+ * that fails is no "problem" to report later but the end of the run: the
+ * rank prints one line naming the failed rank (or, on a timeout, the ranks
+ * that never answered) and ends the job with exit code 1. `--timeout S`
+ * bounds each wait (default 60 s); DLTRAIN_FAULT (launcher/fault.h) acts
+ * out a fault at doctor's checkpoints, for the tests. */
 #include <dlfcn.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -29,6 +41,7 @@
 #include "comm/comm.h"
 #include "core/device.h"
 #include "launcher/commands.h"
+#include "launcher/fault.h"
 
 #define PROBLEM_LEN 480
 
@@ -38,7 +51,44 @@ typedef struct {
     int problems;                /* on this rank */
     char first[PROBLEM_LEN];     /* this rank's first problem */
     int warnings;
+    dlt_fault fault;             /* DLTRAIN_FAULT, acted out at checkpoints */
 } doctor;
+
+/* A collective failed (or this rank's injected fault fired): tells the
+ * peers, prints one line and ends the job, exit code 1. The notice goes
+ * first so the line can name the ranks that never answered it (dead or
+ * hung) when the error itself names no rank, as on a timeout. */
+static _Noreturn void fail_job(doctor *d)
+{
+    char msg[1024], silent[256] = "";
+    snprintf(msg, sizeof msg, "%s", dlt_last_error());
+    if (d->size > 1) dlt_comm_notify_failure(d->comm, msg, silent, sizeof silent);
+    fflush(stdout);
+    fprintf(stderr, "dltrain doctor: error: rank %d: %s%s%s%s\n", d->rank, msg,
+            silent[0] ? "; no word from rank " : "", silent, silent[0] ? " (dead or hung)" : "");
+    fflush(stderr);
+    if (d->size > 1) dlt_comm_abort(d->comm, 1);
+    exit(1);
+}
+
+/* Checkpoint `step` of doctor (0: before the first collective, 1: before
+ * the bandwidth test, 2: before the verdict), for DLTRAIN_FAULT; also
+ * records the phase that timeout messages name. */
+static void checkpoint(doctor *d, int64_t step, const char *phase)
+{
+    dlt_comm_set_where(d->comm, -1, phase);
+    if (dlt_fault_maybe(&d->fault, d->rank, step) != DLT_OK) fail_job(d);
+}
+
+/* Collective: on every rank all[r] (size doubles) receives rank r's
+ * `mine`. A sum allreduce of one slot per rank: exact for the small
+ * integers doctor gathers. Ends the job if the collective fails. */
+static void gather_all(doctor *d, double *all, double mine)
+{
+    for (int r = 0; r < d->size; r++) all[r] = 0;
+    all[d->rank] = mine;
+    if (dlt_comm_allreduce_f64(d->comm, all, (size_t)d->size) != DLT_OK) fail_job(d);
+}
 
 static void problem(doctor *d, const char *fmt, const char *arg)
 {
@@ -213,8 +263,14 @@ static void bandwidth(doctor *d, int max_mib)
     }
     size_t max_n = (size_t)max_mib << 18; /* floats */
     float *buf = malloc(max_n * sizeof *buf);
-    if (!buf) {
-        problem(d, "%s", "out of memory for the bandwidth test");
+    /* all ranks skip the test together, or none does: a rank that left
+     * alone would meet its peers' allreduces with the verdict's */
+    dlt_status st = dlt_comm_agree(
+        d->comm, buf ? DLT_OK : DLT_ERR(DLT_ERR_NOMEM, "out of memory for the bandwidth test"));
+    if (st == DLT_ERR_COMM) fail_job(d);
+    if (st != DLT_OK) {
+        if (!buf) problem(d, "%s", "out of memory for the bandwidth test");
+        free(buf);
         return;
     }
     if (d->rank == 0) printf("allreduce (float32 sum, %d rank%s):\n", d->size, d->size > 1 ? "s" : "");
@@ -223,8 +279,8 @@ static void bandwidth(doctor *d, int max_mib)
         double t = time_allreduce(d, buf, n, iters);
         double tmax = t;
         if (t < 0 || dlt_comm_allreduce_f64(d->comm, &tmax, 1) != DLT_OK) {
-            problem(d, "allreduce failed: %s", dlt_last_error());
-            break;
+            free(buf);
+            fail_job(d);
         }
         tmax /= d->size; /* mean over ranks */
         double bytes = (double)n * sizeof(float);
@@ -240,12 +296,17 @@ static void bandwidth(doctor *d, int max_mib)
     free(buf);
 }
 
-/* Contract: `dltrain doctor [--mib N]` (N: largest allreduce, MiB, default
- * 16). Returns 0 when no problem was found on any rank, 1 otherwise, 2 on a
- * usage error. */
+/* Contract: `dltrain doctor [--mib N] [--timeout S]` (N: largest
+ * allreduce, MiB, default 16; S: seconds any one collective may wait,
+ * default 60). Returns 0 when no problem was found on any rank, 1
+ * otherwise, 2 on a usage error (or a bad DLTRAIN_FAULT). A collective that
+ * fails or times out (a peer died, hung or failed) does not return: the
+ * rank prints "dltrain doctor: error: rank R: ..." and the job ends with
+ * exit code 1. */
 int dlt_cmd_doctor(int argc, char **argv)
 {
     int max_mib = 16;
+    double timeout = 60;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--mib") && i + 1 < argc) {
             max_mib = atoi(argv[++i]);
@@ -253,34 +314,58 @@ int dlt_cmd_doctor(int argc, char **argv)
                 fprintf(stderr, "dltrain doctor: --mib wants 1..4096\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            char *end;
+            timeout = strtod(argv[++i], &end);
+            if (*end || !(timeout > 0 && timeout <= 86400)) {
+                fprintf(stderr, "dltrain doctor: --timeout wants seconds in (0, 86400]\n");
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: dltrain doctor [--mib N]   (run it as the job runs: srun/mpirun)\n");
+            fprintf(stderr,
+                    "usage: dltrain doctor [--mib N] [--timeout S]   (run it as the job runs: srun/mpirun)\n");
             return 2;
         }
     }
     doctor d = { 0 };
+    if (dlt_fault_from_env(&d.fault) != DLT_OK) {
+        fprintf(stderr, "dltrain doctor: %s\n", dlt_last_error());
+        return 2;
+    }
     if (dlt_comm_init(NULL, NULL, &d.comm) != DLT_OK) {
         fprintf(stderr, "dltrain doctor: problem: MPI does not start: %s\n", dlt_last_error());
         return 1;
     }
     d.rank = dlt_comm_rank(d.comm);
     d.size = dlt_comm_size(d.comm);
-    dlt_comm_set_timeout(d.comm, 60);
+    dlt_comm_set_timeout(d.comm, timeout);
     if (dlt_comm_check_launch(d.comm) != DLT_OK) problem(&d, "%s", dlt_last_error());
 
     if (d.rank == 0) {
         printf("dltrain doctor (dltrain %s)\n", DLT_VERSION);
         print_mpi();
     }
+    /* one slot per rank, gathered by the guarded sum allreduce */
+    double *slots = malloc((size_t)d.size * sizeof *slots);
+    if (!slots) {
+        fprintf(stderr, "dltrain doctor: error: rank %d: out of memory\n", d.rank);
+        dlt_comm_abort(d.comm, 1);
+        return 1;
+    }
+    checkpoint(&d, 0, "doctor: world");
     /* nodes: ranks with local rank 0; ranks per node from each node's size */
-    double counts[2] = { dlt_comm_local_rank(d.comm) == 0, 0 };
-    int lmin = dlt_comm_local_size(d.comm), lmax = lmin;
-    dlt_comm_allreduce_f64(d.comm, counts, 1);
-    MPI_Allreduce(MPI_IN_PLACE, &lmin, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &lmax, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    gather_all(&d, slots, dlt_comm_local_rank(d.comm) == 0);
+    double nodes = 0;
+    for (int r = 0; r < d.size; r++) nodes += slots[r];
+    gather_all(&d, slots, dlt_comm_local_size(d.comm));
+    int lmin = (int)slots[0], lmax = lmin;
+    for (int r = 1; r < d.size; r++) {
+        if ((int)slots[r] < lmin) lmin = (int)slots[r];
+        if ((int)slots[r] > lmax) lmax = (int)slots[r];
+    }
     if (d.rank == 0) {
-        printf("world:     %d rank%s on %.0f node%s, ", d.size, d.size > 1 ? "s" : "", counts[0],
-               counts[0] > 1 ? "s" : "");
+        printf("world:     %d rank%s on %.0f node%s, ", d.size, d.size > 1 ? "s" : "", nodes,
+               nodes > 1 ? "s" : "");
         if (lmin == lmax) printf("%d rank%s per node\n", lmin, lmin > 1 ? "s" : "");
         else printf("%d to %d ranks per node\n", lmin, lmax);
     }
@@ -304,7 +389,10 @@ int dlt_cmd_doctor(int argc, char **argv)
     if (ci.count > 0 && !strstr(device, "cuda"))
         problem(&d, "%s", "GPUs are visible but the CUDA backend did not open (is bin/libdltcuda.so built?)");
     char *table = NULL;
-    if (dlt_comm_rank_table(d.comm, device, ci.bus, &table) != DLT_OK) problem(&d, "%s", dlt_last_error());
+    dlt_comm_set_where(d.comm, -1, "doctor: rank table");
+    dlt_status st = dlt_comm_rank_table(d.comm, device, ci.bus, &table);
+    if (st == DLT_ERR_COMM) fail_job(&d);
+    if (st != DLT_OK) problem(&d, "%s", dlt_last_error());
     if (d.rank == 0 && table) fputs(table, stdout);
     free(table);
 
@@ -313,31 +401,34 @@ int dlt_cmd_doctor(int argc, char **argv)
         print_hdf5(&d);
         fflush(stdout);
     }
+    checkpoint(&d, 1, "doctor: bandwidth");
     bandwidth(&d, max_mib);
 
-    /* every rank's first problem, printed by rank 0 */
-    char *all = d.rank == 0 ? calloc((size_t)d.size, PROBLEM_LEN) : NULL;
-    int *counts_all = d.rank == 0 ? calloc((size_t)d.size, sizeof(int)) : NULL;
-    MPI_Gather(d.first, PROBLEM_LEN, MPI_CHAR, all, PROBLEM_LEN, MPI_CHAR, 0, MPI_COMM_WORLD);
-    MPI_Gather(&d.problems, 1, MPI_INT, counts_all, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    int total = d.problems;
-    MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    /* every rank's problem count, then the first problem of each rank that
+     * has one, broadcast by that rank; rank 0 prints */
+    checkpoint(&d, 2, "doctor: verdict");
+    gather_all(&d, slots, d.problems);
+    int total = 0;
+    for (int r = 0; r < d.size; r++) total += (int)slots[r];
+    for (int r = 0; r < d.size; r++) {
+        int n = (int)slots[r];
+        if (!n) continue;
+        char msg[PROBLEM_LEN] = "";
+        if (r == d.rank) memcpy(msg, d.first, sizeof msg);
+        if (r != 0 && dlt_comm_bcast(d.comm, msg, sizeof msg, r) != DLT_OK) fail_job(&d);
+        if (d.rank != 0) continue;
+        msg[PROBLEM_LEN - 1] = '\0';
+        printf("problem: %s", msg);
+        if (d.size > 1) printf(" (rank %d)", r);
+        if (n > 1) printf(" (+%d more on that rank)", n - 1);
+        printf("\n");
+    }
     if (d.rank == 0) {
-        for (int r = 0; all && counts_all && r < d.size; r++) {
-            if (!counts_all[r]) continue;
-            char *msg = all + (size_t)r * PROBLEM_LEN;
-            msg[PROBLEM_LEN - 1] = '\0';
-            printf("problem: %s", msg);
-            if (d.size > 1) printf(" (rank %d)", r);
-            if (counts_all[r] > 1) printf(" (+%d more on that rank)", counts_all[r] - 1);
-            printf("\n");
-        }
         if (total == 0) printf("doctor: no problems found%s\n", d.warnings ? " (see the notes above)" : "");
         else printf("doctor: %d problem%s found\n", total, total > 1 ? "s" : "");
         fflush(stdout);
     }
-    free(all);
-    free(counts_all);
+    free(slots);
     dlt_comm_free(d.comm);
     return total ? 1 : 0;
 }

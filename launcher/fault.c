@@ -35,7 +35,7 @@ dlt_status dlt_fault_parse(const char *spec, dlt_fault *out)
 {
     *out = (dlt_fault){ .kind = DLT_FAULT_NONE, .rank = -1, .step = -1 };
     if (!spec || !spec[0]) return DLT_OK;
-    static const char *const kinds[] = { "", "kill", "crash", "hang", "error" };
+    static const char *const kinds[] = { "", "kill", "crash", "hang", "error", "nan" };
     dlt_fault f = { .kind = DLT_FAULT_NONE, .rank = -1, .step = -1 };
     const char *p = spec;
     while (*p) {
@@ -57,14 +57,14 @@ dlt_status dlt_fault_parse(const char *spec, dlt_fault *out)
                 k++;
             if (k == (int)(sizeof kinds / sizeof kinds[0]))
                 return DLT_ERR(DLT_ERR_CONFIG,
-                               "DLTRAIN_FAULT='%s': unknown part '%.*s' (want rank:R,step:S,kill|crash|hang|error)",
+                               "DLTRAIN_FAULT='%s': unknown part '%.*s' (want rank:R,step:S,kill|crash|hang|error|nan)",
                                spec, (int)n, p);
             f.kind = (dlt_fault_kind)k;
         }
         p = *end ? end + 1 : end;
     }
     if (f.kind == DLT_FAULT_NONE || f.rank < 0 || f.step < 0)
-        return DLT_ERR(DLT_ERR_CONFIG, "DLTRAIN_FAULT='%s': needs rank:R, step:S and one of kill|crash|hang|error",
+        return DLT_ERR(DLT_ERR_CONFIG, "DLTRAIN_FAULT='%s': needs rank:R, step:S and one of kill|crash|hang|error|nan",
                        spec);
     *out = f;
     return DLT_OK;
@@ -87,7 +87,14 @@ dlt_status dlt_fault_maybe(const dlt_fault *f, int rank, int64_t step)
         for (;;) pause();
     case DLT_FAULT_ERROR:
         return DLT_ERR(DLT_ERR_INVALID, "injected fault (DLTRAIN_FAULT): error at step %lld", (long long)step);
+    case DLT_FAULT_NAN:
     case DLT_FAULT_NONE: break;
     }
     return DLT_OK;
+}
+
+/* Contract: see fault.h. */
+int dlt_fault_nan(const dlt_fault *f, int rank, int64_t step)
+{
+    return f->kind == DLT_FAULT_NAN && f->rank == rank && f->step == step;
 }

@@ -3,9 +3,15 @@
  * KIND is what rank R does when it reaches training step S (0-based, before
  * that step's forward pass): kill (SIGKILL itself, like an OOM kill), crash
  * (SIGSEGV), hang (sleep forever without touching MPI, like a deadlocked
- * kernel), or error (fail with an ordinary error, like bad data). Unset or
+ * kernel), error (fail with an ordinary error, like bad data), or nan (a
+ * NaN in the first input value of that step's batch, like a corrupt sample
+ * on one rank: its loss and gradients turn non-finite). Unset or
  * empty means no fault. Parsing is strict, so a typo in a test is an error
- * rather than a test that silently injects nothing. */
+ * rather than a test that silently injects nothing.
+ *
+ * `dltrain doctor` honours it too, with its checkpoints as the steps: 0
+ * before its first collective, 1 before the bandwidth test, 2 before the
+ * verdict (launcher/doctor.c). */
 #ifndef DLT_FAULT_H
 #define DLT_FAULT_H
 
@@ -18,7 +24,8 @@ typedef enum {
     DLT_FAULT_KILL,
     DLT_FAULT_CRASH,
     DLT_FAULT_HANG,
-    DLT_FAULT_ERROR
+    DLT_FAULT_ERROR,
+    DLT_FAULT_NAN
 } dlt_fault_kind;
 
 typedef struct {
@@ -36,7 +43,11 @@ dlt_status dlt_fault_from_env(dlt_fault *out);
 
 /* Acts out f if this is its rank and step: kill, crash and hang never
  * return; error returns DLT_ERR_INVALID "injected fault ...". Otherwise
- * DLT_OK. */
+ * (nan included: the caller acts that out, see dlt_fault_nan) DLT_OK. */
 dlt_status dlt_fault_maybe(const dlt_fault *f, int rank, int64_t step);
+
+/* 1 if f is a nan fault for this rank and step: the trainer then puts a
+ * NaN into the batch's input. */
+int dlt_fault_nan(const dlt_fault *f, int rank, int64_t step);
 
 #endif

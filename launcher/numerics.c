@@ -11,6 +11,8 @@
  * and a scan of the gradient arena, parameter by parameter in arena order
  * (backward order: the layer nearest the loss first, where a NaN usually
  * enters backprop), to name the first layer with a non-finite gradient.
+ * With ZeRO-1 a rank holds the global gradient only in its pieces, so the
+ * ranks sum per-parameter flags to agree on that layer (first_bad_layer).
  *
  * The signal flag is the one piece of process-global state: a handler can
  * reach nothing else. */
@@ -66,51 +68,89 @@ static dlt_status lowest_rank(dlt_comm_t comm, int mine, int *out)
     return st;
 }
 
-/* "layer 'fc3' (fc3.weight), 3 of 4 layers": the first parameter, in arena
- * order, whose gradient holds a NaN or Inf. */
-static void first_bad_layer(dlt_model *m, char *buf, size_t len)
+/* 1 if a non-finite value lies in host[0, k), the gradient of the
+ * parameter at arena offset a, where this rank holds the global gradient:
+ * everywhere without a shard; with a ZeRO-1 shard only in its segments
+ * (the rest of the arena keeps local values that are no gradient). */
+static int nonfinite_in(const float *host, size_t a, size_t k, const dlt_optim_shard *sh)
 {
-    int np = dlt_model_n_params(m), bad = 0, first = -1;
-    size_t cap = 0;
+    if (!sh) {
+        for (size_t j = 0; j < k; j++)
+            if (!isfinite(host[j])) return 1;
+        return 0;
+    }
+    for (size_t s = 0; s < sh->count; s++) {
+        size_t lo = sh->off[s] > a ? sh->off[s] : a, hi = sh->off[s] + sh->len[s];
+        if (hi > a + k) hi = a + k;
+        for (size_t j = lo; j < hi; j++)
+            if (!isfinite(host[j - a])) return 1;
+    }
+    return 0;
+}
+
+/* "layer 'fc3' (fc3.weight), 3 of 4 layers": the first parameter, in arena
+ * order, whose global gradient holds a NaN or Inf. Collective with a shard:
+ * each rank sees only its pieces of the global gradient, so every rank
+ * flags the parameters its pieces show bad and one sum over the shards
+ * (o->shard->sum, the guarded allreduce) gives every rank the same flags,
+ * hence the same answer, the right one even when the overflow lies in
+ * another rank's piece. Without a shard the arena is the same global
+ * gradient on every rank and no message is needed. */
+static dlt_status first_bad_layer(dlt_model *m, const dlt_optim *o, char *buf, size_t len)
+{
+    int np = dlt_model_n_params(m);
+    size_t cap = 0, n;
+    const float *base = dlt_model_grads(m, &n);
     for (int i = 0; i < np; i++) {
         size_t k = (size_t)dlt_shape_numel(&dlt_model_param(m, i)->shape);
         if (k > cap) cap = k;
     }
     float *host = malloc((cap ? cap : 1) * sizeof *host);
-    if (!host) {
-        snprintf(buf, len, "unknown layer (out of memory)");
-        return;
-    }
+    double *bad = calloc(np > 0 ? (size_t)np : 1, sizeof *bad); /* (np) 1: that gradient is not finite */
+    dlt_status st = host && bad ? DLT_OK : DLT_ERR(DLT_ERR_NOMEM, "out of memory naming the non-finite layer");
     dlt_backend *be = dlt_model_layer(m, 0)->be;
-    char cur[DLT_NAME_LEN] = "", counted[DLT_NAME_LEN] = "";
-    int layers = 0;
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; st == DLT_OK && i < np; i++) {
         const dlt_param *p = dlt_model_param(m, i);
         size_t k = (size_t)dlt_shape_numel(&p->shape);
+        /* an unreadable gradient counts as finite: the name is a hint */
+        if (be->download(be, host, p->g, k * sizeof *host) == DLT_OK)
+            bad[i] = nonfinite_in(host, (size_t)(p->g - base), k, o->shard);
+    }
+    /* every rank takes part, even one out of memory, so none is left waiting */
+    if (o->shard && np > 0) {
+        if (st != DLT_OK && bad) memset(bad, 0, (size_t)np * sizeof *bad);
+        double zero = 0;
+        dlt_status s2 = o->shard->sum(o->shard->ctx, bad ? bad : &zero, bad ? (size_t)np : 1);
+        if (st == DLT_OK) st = s2;
+    }
+    int nbad = 0, first = -1, layers = 0;
+    char cur[DLT_NAME_LEN] = "", counted[DLT_NAME_LEN] = "";
+    for (int i = 0; st == DLT_OK && i < np; i++) {
+        const dlt_param *p = dlt_model_param(m, i);
         char layer[DLT_NAME_LEN];
         snprintf(layer, sizeof layer, "%s", p->name);
         char *dot = strrchr(layer, '.');
         if (dot) *dot = '\0';
         if (strcmp(layer, cur)) layers++;
         snprintf(cur, sizeof cur, "%s", layer);
-        int nonfinite = 0;
-        if (be->download(be, host, p->g, k * sizeof *host) == DLT_OK)
-            for (size_t j = 0; j < k && !nonfinite; j++) nonfinite = !isfinite(host[j]);
-        if (!nonfinite || !strcmp(counted, layer)) continue;
+        if (bad[i] == 0 || !strcmp(counted, layer)) continue;
         snprintf(counted, sizeof counted, "%s", layer);
-        bad++;
+        nbad++;
         if (first < 0) {
             first = i;
             snprintf(buf, len, "layer '%s' (%s)", layer, p->name);
         }
     }
     free(host);
-    if (first < 0)
+    free(bad);
+    if (st != DLT_OK) return st;
+    if (first < 0) {
         snprintf(buf, len, "none (the gradients are finite)");
-    else {
+    } else {
         size_t l = strlen(buf);
-        snprintf(buf + l, len - l, ", %d of %d layers", bad, layers);
+        snprintf(buf + l, len - l, ", %d of %d layers", nbad, layers);
     }
+    return DLT_OK;
 }
 
 dlt_status dlt_numerics_step(dlt_numerics *nm, dlt_comm_t comm, dlt_model *m, dlt_optim *o, int64_t step,
@@ -147,15 +187,18 @@ dlt_status dlt_numerics_step(dlt_numerics *nm, dlt_comm_t comm, dlt_model *m, dl
         snprintf(where, sizeof where, "loss not finite first on rank %d", bad_rank);
     else
         snprintf(where, sizeof where, "every rank's loss finite, grad norm %s", isnan(*grad_norm) ? "nan" : "inf");
-    first_bad_layer(m, layer, sizeof layer);
+    DLT_CHECK(first_bad_layer(m, o, layer, sizeof layer));
     const char *what = strncmp(layer, "none", 4) ? "the gradients are not finite" : "the loss is not finite";
 
     if (nm->skip && nm->skips + 1 < nm->max_skips) {
         nm->skips++;
         nm->skipped++;
-        if (rank == 0) {
-            fprintf(stderr, "dltrain: warning: step %lld skipped: not finite (%s; first non-finite gradient: %s); "
-                    "%d in a row of train.max_skips %d\n", (long long)step, where, layer, nm->skips, nm->max_skips);
+        if (rank == 0 || nm->all_ranks_report) {
+            char who[24] = "";
+            if (rank) snprintf(who, sizeof who, "rank %d: ", rank);
+            fprintf(stderr, "dltrain: %swarning: step %lld skipped: not finite (%s; first non-finite gradient: %s); "
+                    "%d in a row of train.max_skips %d\n", who, (long long)step, where, layer, nm->skips,
+                    nm->max_skips);
             fflush(stderr);
         }
         return DLT_OK;

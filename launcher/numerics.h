@@ -26,6 +26,8 @@ typedef struct {
     int64_t skipped;           /* skipped in this process's run, for the summary */
     double time[DLT_TIME_N];   /* seconds per phase since the last log line */
     int64_t steps;             /* steps since the last log line */
+    int all_ranks_report;      /* 1: every rank prints the skip warning, not only rank 0 (the
+                                * fault-injection tests check that the ranks agree) */
 } dlt_numerics;
 
 /* Monotonic seconds. */
@@ -56,7 +58,9 @@ int dlt_signal_caught(void);
  * rank caught a stop signal (the caller checkpoints and exits 0).
  * DLT_ERR_NUMERIC (on every rank alike) when the policy says stop: the
  * message names the step, the lowest rank whose loss was not finite, and the
- * first layer (in backward order) with a non-finite gradient. */
+ * first layer (in backward order) with a non-finite gradient, the same on
+ * every rank also when o holds a ZeRO-1 shard (then one more collective:
+ * the ranks sum per-parameter flags). */
 dlt_status dlt_numerics_step(dlt_numerics *nm, dlt_comm_t comm, dlt_model *m, dlt_optim *o, int64_t step,
                              double local_loss, double *grad_norm, int *applied, int *stop);
 

@@ -344,7 +344,10 @@ static dlt_status start_checkpoints(trainer *t)
     if (!t->text) dlt_dataset_shape(t->train_ds, &ch, &h, &w);
     dlt_ckpt_src src = { .model = t->model, .opt = &t->opt, .zero = t->zero, .cfg = &t->cfg, .world = t->world,
                          .input = { ch, h, w }, .classes = t->classes };
-    t->num = (dlt_numerics){ .skip = !strcmp(t->cfg.nonfinite, "skip"), .max_skips = t->cfg.max_skips };
+    /* under fault injection every rank reports a non-finite step, so the
+     * tests can check that all name the same layer */
+    t->num = (dlt_numerics){ .skip = !strcmp(t->cfg.nonfinite, "skip"), .max_skips = t->cfg.max_skips,
+                             .all_ranks_report = t->fault.kind != DLT_FAULT_NONE };
     dlt_signals_install();
     DLT_CHECK(dlt_ckpt_run_start(&t->ck, &src, t->comm, &t->pos));
     t->num.skips = t->pos.skips;
@@ -426,6 +429,7 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
         if (b.n > 0) {
             dlt_model_out out;
             STEP_CHECK(t, dlt_fault_maybe(&t->fault, t->rank, step));
+            if (dlt_fault_nan(&t->fault, t->rank, step)) STEP_CHECK(t, be->fill(be, x, 1, NAN));
             dlt_comm_set_where(t->comm, step, "forward");
             double tk = now_s();
             STEP_CHECK(t, dlt_model_forward(t->model, x, b.n, &ctx, &out));
@@ -480,6 +484,7 @@ static int train_step(trainer *t, int64_t step, window *win, double *grad_norm, 
     }
     if (st == DLT_ERR_NUMERIC) { /* agreed on every rank: one message, all leave */
         if (t->rank == 0) fprintf(stderr, "dltrain: error: %s\n", dlt_last_error());
+        else if (t->num.all_ranks_report) fprintf(stderr, "dltrain: rank %d: error: %s\n", t->rank, dlt_last_error());
         dlt_comm_free(t->comm);
         exit(1);
     }

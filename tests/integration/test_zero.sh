@@ -47,6 +47,28 @@ timeout 120 $MPIRUN -np 3 "$BIN/dltrain" train "$TMP/mlp.yaml" run_dir="$TMP/nan
     { cat "$TMP/nan.err"; fail "ZeRO: non-finite gradients not skipped/stopped alike on every rank (rc $rc)"; }
 echo "ok  ZeRO: non-finite gradients skipped twice, then every rank stops at step 2"
 
+# The first non-finite layer is agreed over the shards: a NaN in rank 1's
+# input at step 2 (DLTRAIN_FAULT nan; ReLU hides it from the loss) leaves
+# the other ranks' local gradients finite, and with one bucket rank 2's
+# piece lies wholly in dense1, so a rank scanning alone would name dense1
+# (or nothing) where the gradient first turns non-finite in dense2. Under
+# fault injection every rank prints the stop message: all three must name
+# the layer the replicated run names, a layer of the model.
+first_bad() { # first_bad NAME ZERO: the layers named by each rank's stop message, one a line
+    rc=0
+    DLTRAIN_FAULT=rank:1,step:2,nan timeout 120 $MPIRUN -np 3 "$BIN/dltrain" train "$TMP/mlp.yaml" \
+        run_dir="$TMP/$1" comm.zero="$2" comm.bucket_mb=25 train.nonfinite=stop >"$TMP/$1.out" 2>&1 || rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$TMP/$1.out"; fail "$1: a NaN on rank 1 did not stop the run (rc $rc)"; }
+    sed -n "s/^dltrain: \(rank [0-9]*: \)\{0,1\}error: step 2: .*first non-finite gradient in backward order: layer '\([^']*\)'.*/\2/p" \
+        "$TMP/$1.out"
+}
+ref=$(first_bad nan-replicated 0 | sort -u)
+got=$(first_bad nan-zero 1)
+[ "$(echo "$got" | wc -l)" -eq 3 ] && [ "$(echo "$got" | sort -u)" = "$ref" ] && [ "$ref" = dense2 ] &&
+    grep -q "^$ref  *dense " "$TMP/nan-zero.out" ||
+    { cat "$TMP/nan-zero.out"; fail "ZeRO: ranks name '$(echo $got)' as the first non-finite layer, want '$ref' (dense2) on all 3"; }
+echo "ok  ZeRO: all 3 ranks name the first non-finite layer alike ($ref), as the replicated run does"
+
 "$PY" - "$TMP" <<'PY'
 import sys, json, re, h5py, numpy as np
 tmp = sys.argv[1]

@@ -22,6 +22,8 @@ START_TEST(test_parse_ok)
     ck_assert_int_eq(f.kind, DLT_FAULT_ERROR);
     ck_assert_int_eq(dlt_fault_parse("rank:0,step:1,crash", &f), DLT_OK);
     ck_assert_int_eq(f.kind, DLT_FAULT_CRASH);
+    ck_assert_int_eq(dlt_fault_parse("rank:1,step:2,nan", &f), DLT_OK);
+    ck_assert_int_eq(f.kind, DLT_FAULT_NAN);
     ck_assert_int_eq(dlt_fault_parse("", &f), DLT_OK);
     ck_assert_int_eq(f.kind, DLT_FAULT_NONE);
     ck_assert_int_eq(dlt_fault_parse(NULL, &f), DLT_OK);
@@ -55,6 +57,21 @@ START_TEST(test_error_fires_only_there)
 }
 END_TEST
 
+/* nan is acted out by the trainer: dlt_fault_maybe lets it pass, and
+ * dlt_fault_nan says when, on its rank and step only. */
+START_TEST(test_nan_only_there)
+{
+    dlt_fault f;
+    ck_assert_int_eq(dlt_fault_parse("rank:1,step:2,nan", &f), DLT_OK);
+    ck_assert_int_eq(dlt_fault_maybe(&f, 1, 2), DLT_OK);
+    ck_assert_int_eq(dlt_fault_nan(&f, 1, 2), 1);
+    ck_assert_int_eq(dlt_fault_nan(&f, 0, 2), 0);
+    ck_assert_int_eq(dlt_fault_nan(&f, 1, 3), 0);
+    ck_assert_int_eq(dlt_fault_parse("rank:1,step:2,error", &f), DLT_OK);
+    ck_assert_int_eq(dlt_fault_nan(&f, 1, 2), 0);
+}
+END_TEST
+
 static Suite *fault_suite(void)
 {
     Suite *s = suite_create("fault");
@@ -62,6 +79,7 @@ static Suite *fault_suite(void)
     tcase_add_test(tc, test_parse_ok);
     tcase_add_test(tc, test_parse_bad);
     tcase_add_test(tc, test_error_fires_only_there);
+    tcase_add_test(tc, test_nan_only_there);
     suite_add_tcase(s, tc);
     return s;
 }
