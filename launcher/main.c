@@ -22,7 +22,7 @@ static void usage(FILE *f)
             "  config --help                  list every config key and layer type\n"
             "  export CONFIG ckpt=W.h5 out=M.onnx [check=C.h5]   the model as ONNX (opset 13)\n"
             "  plot RUN_DIR [OUT.png]         loss/accuracy curves of a run (matplotlib)\n"
-            "  doctor [--mib N]               check MPI, GPUs, libraries and allreduce bandwidth\n"
+            "  doctor [--mib N] [--timeout S]  check MPI, GPUs, libraries and allreduce bandwidth\n"
             "\n"
             "example: mpirun -np 2 dltrain train configs/cnn_fashion.yaml optimizer.lr=0.05\n");
 }
