@@ -119,7 +119,10 @@ static dlt_status set_rnn(cudnnRNNDescriptor_t rnn, cudnnDropoutDescriptor_t dro
                                          CUDNN_RNN_DOUBLE_BIAS, CUDNN_UNIDIRECTIONAL,
                                          CUDNN_LINEAR_INPUT, CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT,
                                          math, din, h, h /* projSize = h: no projection */,
-                                         1, drop, CUDNN_RNN_PADDED_IO_DISABLED));
+                                         1, drop,
+                                         /* cuDNN accepts the unpacked (padded) data layout,
+                                          * BATCH_MAJOR_UNPACKED here, only with padded I/O */
+                                         CUDNN_RNN_PADDED_IO_ENABLED));
     return DLT_OK;
 }
 
