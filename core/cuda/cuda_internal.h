@@ -49,7 +49,8 @@ typedef struct {
     int limit;     /* vocab or classes */
 } dlt_cuda_data_err;
 
-enum { DLT_CUDA_DATA_ERR_NONE, DLT_CUDA_DATA_ERR_EMBED_ID, DLT_CUDA_DATA_ERR_LABEL };
+enum { DLT_CUDA_DATA_ERR_NONE, DLT_CUDA_DATA_ERR_EMBED_ID, DLT_CUDA_DATA_ERR_LABEL,
+       DLT_CUDA_DATA_ERR_ROW };
 
 /* GEMM precision (train.precision): what cuBLAS may round the fp32 operands
  * to inside a product; storage stays fp32 everywhere. */

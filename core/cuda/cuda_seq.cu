@@ -73,7 +73,7 @@ __global__ void k_fill_rows(int k, int dim, int rows, const float *__restrict__ 
     const int i = blockIdx.x;
     const float f = idx[i];
     if (!(f >= 0.0f && f < (float)rows && f == floorf(f))) {
-        if (threadIdx.x == 0) record_err(err, DLT_CUDA_DATA_ERR_EMBED_ID, i, f, rows);
+        if (threadIdx.x == 0) record_err(err, DLT_CUDA_DATA_ERR_ROW, i, f, rows);
         return;
     }
     float *dst = x + (size_t)(int)f * dim;
