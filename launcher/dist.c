@@ -202,6 +202,21 @@ static dlt_status nccl_setup(dlt_dist *d, dlt_backend *be)
     return init(be, id, d->world, d->rank, d->timeout_s, &d->nccl);
 }
 
+/* Opens rank 0's overlap trace (comm.trace or env DLT_COMM_TRACE). Called
+ * after the collective set-up: a failure here is rank 0's alone, and
+ * returning before NCCL's or the buckets' collectives would leave the other
+ * ranks matching them against the caller's dlt_comm_agree. */
+static dlt_status open_trace(dlt_dist *d, const dlt_config *cfg)
+{
+    const char *trace = cfg->comm_trace[0] ? cfg->comm_trace : getenv("DLT_COMM_TRACE");
+    if (d->rank != 0 || !trace || !trace[0]) return DLT_OK;
+    d->trace = fopen(trace, "w");
+    if (!d->trace) return DLT_ERR(DLT_ERR_IO, "%s: cannot write the comm trace", trace);
+    d->ev = calloc((size_t)dlt_model_n_layers(d->model), sizeof *d->ev);
+    if (!d->ev) return DLT_ERR(DLT_ERR_NOMEM, "out of memory for the comm trace");
+    return DLT_OK;
+}
+
 /* Contract: see dist.h. */
 size_t dlt_dist_bucket_floats(const dlt_config *cfg)
 {
@@ -225,15 +240,8 @@ dlt_status dlt_dist_init(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be, d
     d->timeout_s = cfg->comm_timeout_s > 0 ? cfg->comm_timeout_s : 60.0;
     *out = d; /* freed by the caller on failure too */
 
-    const char *trace = cfg->comm_trace[0] ? cfg->comm_trace : getenv("DLT_COMM_TRACE");
-    if (d->rank == 0 && trace && trace[0]) {
-        d->trace = fopen(trace, "w");
-        if (!d->trace) return DLT_ERR(DLT_ERR_IO, "%s: cannot write the comm trace", trace);
-        d->ev = calloc((size_t)dlt_model_n_layers(m), sizeof *d->ev);
-        if (!d->ev) return DLT_ERR(DLT_ERR_NOMEM, "out of memory for the comm trace");
-    }
     dlt_model_set_grad_hook(m, on_grad_ready, d);
-    if (d->world == 1) return DLT_OK;
+    if (d->world == 1) return open_trace(d, cfg);
 
     d->bucket_floats = dlt_dist_bucket_floats(cfg);
     size_t n;
@@ -246,9 +254,11 @@ dlt_status dlt_dist_init(dlt_comm_t c, const dlt_config *cfg, dlt_backend *be, d
         if (dlt_zero_arena(zero) != n || dlt_zero_world(zero) != d->world)
             return DLT_ERR(DLT_ERR_INVALID, "ZeRO plan of %zu floats over %d ranks for an arena of %zu over %d",
                            dlt_zero_arena(zero), dlt_zero_world(zero), n, d->world);
-        return dlt_buckets_init_zero(c, g, zero, on_gpu ? &ops : NULL, &d->buckets);
+        DLT_CHECK(dlt_buckets_init_zero(c, g, zero, on_gpu ? &ops : NULL, &d->buckets));
+    } else {
+        DLT_CHECK(dlt_buckets_init(c, g, n, d->bucket_floats, on_gpu ? &ops : NULL, &d->buckets));
     }
-    return dlt_buckets_init(c, g, n, d->bucket_floats, on_gpu ? &ops : NULL, &d->buckets);
+    return open_trace(d, cfg);
 }
 
 /* Contract: see dist.h. */

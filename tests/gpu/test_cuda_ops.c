@@ -598,6 +598,17 @@ static void test_nccl(void)
     void *s5 = dlsym(h, DLT_NCCL_REDUCE_SCATTER_START_SYMBOL), *s6 = dlsym(h, DLT_NCCL_ALL_GATHER_START_SYMBOL);
     void *s7 = dlsym(h, DLT_NCCL_WAIT_ALL_SYMBOL);
     check_true("nccl: ZeRO symbols exported", s5 && s6 && s7, NULL);
+    void *s8 = dlsym(h, DLT_NCCL_ALLREDUCE_START_SYMBOL);
+    check_true("nccl: allreduce_start exported", s8 != NULL, NULL);
+    if (s7 && s8) { /* the form the gradient buckets use: own stream, event-ordered */
+        dlt_nccl_allreduce_start_fn start;
+        memcpy(&start, &s8, sizeof s8);
+        memcpy(&wait_all, &s7, sizeof s7);
+        MUST(start(comm, d_x, n));
+        MUST(start(comm, d_x + 1000, n - 1000)); /* a second bucket reuses the event */
+        MUST(wait_all(comm));
+        check_dev("nccl allreduce_start + wait_all, 1 rank", d_x, x, n, 0.0);
+    }
     if (s5 && s6 && s7) {
         memcpy(&rs, &s5, sizeof s5);
         memcpy(&ag, &s6, sizeof s6);
@@ -610,6 +621,20 @@ static void test_nccl(void)
         check_dev("nccl all_gather_start, 1 rank", d_x, x, n, 0.0);
     }
     nfree(comm);
+    /* abort of a live non-blocking communicator: later calls fail cleanly */
+    void *s9 = dlsym(h, DLT_NCCL_ABORT_SYMBOL);
+    if (s9 && s8) {
+        dlt_nccl_abort_fn nabort;
+        dlt_nccl_allreduce_start_fn start;
+        memcpy(&nabort, &s9, sizeof s9);
+        memcpy(&start, &s8, sizeof s8);
+        MUST(uid(id));
+        MUST(init(G, id, 1, 0, 60.0, &comm));
+        nabort(comm);
+        check_true("nccl: start after abort is DLT_ERR_COMM", start(comm, d_x, n) == DLT_ERR_COMM,
+                   dlt_last_error());
+        nfree(comm);
+    }
     G->free(G, d_x);
     free(x);
     dlclose(h);
