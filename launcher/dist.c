@@ -50,6 +50,7 @@ struct dlt_dist {
     dlt_nccl_allreduce_start_fn nccl_start;
     dlt_nccl_wait_all_fn nccl_wait;
     dlt_nccl_free_fn nccl_free;
+    dlt_nccl_abort_fn nccl_abort;
     dlt_nccl_shard_start_fn nccl_rs, nccl_ag;   /* ZeRO-1 only */
     dlt_zero *zero;              /* ZeRO-1 plan (the trainer's), NULL: allreduce */
 
@@ -191,6 +192,7 @@ static dlt_status nccl_setup(dlt_dist *d, dlt_backend *be)
     LOOKUP(be, d->nccl_start, DLT_NCCL_ALLREDUCE_START_SYMBOL);
     LOOKUP(be, d->nccl_wait, DLT_NCCL_WAIT_ALL_SYMBOL);
     LOOKUP(be, d->nccl_free, DLT_NCCL_FREE_SYMBOL);
+    LOOKUP(be, d->nccl_abort, DLT_NCCL_ABORT_SYMBOL);
     if (d->zero) {
         LOOKUP(be, d->nccl_rs, DLT_NCCL_REDUCE_SCATTER_START_SYMBOL);
         LOOKUP(be, d->nccl_ag, DLT_NCCL_ALL_GATHER_START_SYMBOL);
@@ -344,6 +346,12 @@ dlt_status dlt_dist_gather(dlt_dist *d)
     DLT_CHECK(dlt_buckets_gather(d->buckets, dlt_model_params(d->model, &n)));
     d->gather_s += dlt_buckets_now() - t;
     return DLT_OK;
+}
+
+/* Contract: dist.h. */
+void dlt_dist_abort(dlt_dist *d)
+{
+    if (d && d->nccl && d->nccl_abort) d->nccl_abort(d->nccl);
 }
 
 /* Contract: see dist.h. */

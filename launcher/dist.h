@@ -46,6 +46,11 @@ dlt_status dlt_dist_finish(dlt_dist *d);
  * Collective; a no-op without ZeRO. */
 dlt_status dlt_dist_gather(dlt_dist *d);
 
+/* Aborts d's NCCL communicator, if any, so that no collective of this
+ * rank is left pending on the GPU: the launcher's failure path, before
+ * the MPI abort. d stays valid for dlt_dist_free. NULL is a no-op. */
+void dlt_dist_abort(dlt_dist *d);
+
 /* Frees d; rank 0 writes run_dir/comm.json (bucket count, mean seconds
  * per step in backward, waiting for reductions after it, and with any
  * reduction in flight; whether a communication thread drove them; ZeRO:

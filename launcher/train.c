@@ -100,6 +100,7 @@ static _Noreturn void die(trainer *t, const char *what)
             fprintf(stderr, "dltrain: rank %d: no word from rank %s: dead or hung; ending the job\n", t->rank,
                     silent);
         fflush(stderr);
+        dlt_dist_abort(t->dist);   /* NCCL first, then MPI (STYLE: no rank left hanging) */
         dlt_comm_abort(t->comm, 1);
     }
     exit(1);
