@@ -11,6 +11,9 @@
 #   gpu_memcheck  compute-sanitizer memcheck on 2 GPU training steps of the
 #                 same model; any error fails. Status 77 when
 #                 compute-sanitizer cannot be found (nothing was checked).
+#   gpu_sanitize_ops  compute-sanitizer memcheck, then racecheck (shared-
+#                 memory hazards of the own kernels), over the op suite
+#                 (test_cuda_ops in D); 77 without compute-sanitizer.
 # Each returns 0 on success, 1 on failure.
 
 GPU_PY=${PY:-python3}
@@ -90,4 +93,12 @@ gpu_memcheck() {
     "$cs" --tool memcheck --error-exitcode 9 --leak-check no \
         "$D/dltrain" train "$W/parity.yaml" train.device=cuda train.max_steps=2 \
         run_dir="$W/run-memcheck"
+}
+
+gpu_sanitize_ops() {
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    [ -n "$cs" ] || { echo "sanitize-ops: compute-sanitizer not found: SKIP"; return 77; }
+    "$cs" --tool memcheck --error-exitcode 9 --leak-check no "$D/test_cuda_ops" "$D/libdltcuda.so" ||
+        return 1
+    "$cs" --tool racecheck --error-exitcode 9 "$D/test_cuda_ops" "$D/libdltcuda.so"
 }

@@ -21,14 +21,17 @@
 #                          same seed: losses (and parameters, with h5py)
 #                          compared (scripts/gpu-checks.sh)
 #         4. memcheck.log  compute-sanitizer memcheck on 2 GPU training steps
-#         5. bench: bench/gpu/run.sh -> gpu-<date>.md (+ bench.log)
-#       Everything goes to $OUT (the tool's result folder; /tmp/out when unset).
-#       Budget: steps 2-4 take up to 8.5 minutes and the bench up to 9, over
-#       the tool's 10 minutes per command, so give it two calls:
-#           DLT_GPU_SKIP=bench sh scripts/gpu-run.sh device
-#           DLT_GPU_SKIP="test-gpu parity memcheck" sh scripts/gpu-run.sh device
-#       (DLT_GPU_SKIP names the steps to drop).
-# Exit status: 0 when steps 2-4 passed, else 1 (the bench never fails it).
+#         5. sanitize-ops.log  compute-sanitizer memcheck and racecheck over
+#                          the op suite (own kernels: flash attention, reductions)
+#         6. bench: bench/gpu/run.sh -> gpu-<date>.md (+ bench.log)
+#       Budget: steps 2-4 take up to 8.5 minutes, step 5 up to 5 and the bench up
+#       to 9, over the tool's 10 minutes per command, so give it three calls:
+#           DLT_GPU_SKIP="sanitize-ops bench" sh scripts/gpu-run.sh device
+#           DLT_GPU_SKIP="test-gpu parity memcheck sanitize-ops" sh scripts/gpu-run.sh device
+#           DLT_GPU_SKIP="test-gpu parity memcheck bench" sh scripts/gpu-run.sh device
+#       (DLT_GPU_SKIP names the steps to drop). Everything goes to $OUT (the
+#       tool's result folder; /tmp/out when unset).
+# Exit status: 0 when steps 2-5 passed, else 1 (the bench never fails it).
 set -u
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -91,8 +94,10 @@ device() {
     { nvidia-smi; echo; ldd "$D"/bin/* | grep -e "not found" -e "=> $D"; } >"$OUT/env.txt" 2>&1
     fails=0
     step test-gpu 240 "$D/bin/test_cuda_ops" "$D/bin/libdltcuda.so" || fails=$((fails + 1))
-    step parity 120 sh "$here/scripts/gpu-run.sh" _parity || fails=$((fails + 1))
-    step memcheck 150 sh "$here/scripts/gpu-run.sh" _memcheck || fails=$((fails + 1))
+    # gpu-checks.sh wants D = the directory of the programs themselves
+    step parity 120 env D="$D/bin" sh "$here/scripts/gpu-run.sh" _parity || fails=$((fails + 1))
+    step memcheck 150 env D="$D/bin" sh "$here/scripts/gpu-run.sh" _memcheck || fails=$((fails + 1))
+    step sanitize-ops 300 env D="$D/bin" sh "$here/scripts/gpu-run.sh" _sanitize_ops || fails=$((fails + 1))
     # The benchmark's torch runs use the machine's python/torch, not our libraries.
     step bench 540 sh "$here/bench/gpu/run.sh" || true
     cat "$OUT/summary.txt"
@@ -104,5 +109,6 @@ case "${1:-}" in
     device) device ;;
     _parity) . "$here/scripts/gpu-checks.sh"; gpu_parity ;;     # steps of `device`, re-entered
     _memcheck) . "$here/scripts/gpu-checks.sh"; gpu_memcheck ;; # so that timeout can run them
+    _sanitize_ops) . "$here/scripts/gpu-checks.sh"; gpu_sanitize_ops ;;
     *) echo "usage: sh scripts/gpu-run.sh pack|device" >&2; exit 2 ;;
 esac
