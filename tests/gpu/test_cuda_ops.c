@@ -697,6 +697,7 @@ int main(int argc, char **argv)
     test_cuda_linear_all();
     test_bias(8, 16, 49);
     test_bias(64, 300, 1);
+    test_bias(5, 40, 1); /* fewer rows than the GPU kernel's row lanes */
     test_act();
     test_dropout();
     test_losses(64, 10);
