@@ -141,7 +141,7 @@ dlt_status dlt_cuda_data_error(dlt_backend *be)
     if (v.code == DLT_CUDA_DATA_ERR_ROW)
         return DLT_ERR(DLT_ERR_INVALID, "fill_rows: entry %d names row %g, outside [0, %d)",
                        v.index, (double)v.value, v.limit);
-    return DLT_ERR(DLT_ERR_INVALID, "softmax_xent_seq: label %d of row %d is >= %d classes",
+    return DLT_ERR(DLT_ERR_INVALID, "softmax cross-entropy: label %d of row %d is outside [0, %d)",
                    (int)v.value, v.index, v.limit);
 }
 

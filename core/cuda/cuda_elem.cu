@@ -7,8 +7,8 @@
  * with erff) so the two backends agree to float rounding.
  *
  * The reductions are deterministic: bias_grad gives each channel to one
- * block (or, for dense layers with hw == 1, one thread per channel reading
- * coalesced rows), and sumsq sums fixed per-block partials in a second
+ * block (or, for dense layers with hw == 1, a block to 32 channels whose
+ * rows its warps read coalesced), and sumsq sums fixed per-block partials in a second
  * one-block kernel, both in double as the CPU does. Nothing uses atomics, so
  * gradient norms and bias gradients are identical from run to run. */
 #include <math.h>
@@ -54,15 +54,28 @@ __global__ void k_bias_add(size_t total, int c, int hw, const float *__restrict_
     GRID_LOOP(i, total) y[i] += b[(i / (size_t)hw) % (size_t)c];
 }
 
-/* hw == 1: dy (n, c); thread ch sums column ch, rows read coalesced across
- * threads. */
+/* Row lanes of k_bias_grad_cols (its blocks are 32 x BG_ROWS threads). */
+#define BG_ROWS 32
+
+/* hw == 1: dy (n, c). A block covers channels 32 blockIdx.x + (0 .. 31):
+ * thread (x, y) sums rows y, y + BG_ROWS, .. of its channel (each warp reads
+ * one 128-byte row segment), then thread (x, 0) adds the BG_ROWS partials in
+ * order. Rows (a BERT batch: 32768) are split over 32 lanes rather than
+ * walked by one thread per channel, which left the GPU nearly idle. */
 __global__ void k_bias_grad_cols(int n, int c, const float *__restrict__ dy, float *__restrict__ db)
 {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
+    __shared__ double part[BG_ROWS][32];
+    const int ch = blockIdx.x * 32 + threadIdx.x;
     double acc = 0.0;
-    for (int s = 0; s < n; s++) acc += dy[(size_t)s * c + ch];
-    db[ch] += (float)acc;
+    if (ch < c)
+        for (int s = threadIdx.y; s < n; s += BG_ROWS) acc += dy[(size_t)s * c + ch];
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && ch < c) {
+        double t = 0.0;
+        for (int y = 0; y < BG_ROWS; y++) t += part[y][threadIdx.x];
+        db[ch] += (float)t;
+    }
 }
 
 /* hw > 1: one block per channel (blockIdx.x) sums dy (n, c, hw) over n, hw. */
@@ -235,8 +248,8 @@ extern "C" dlt_status dlt_cuda_bias_grad(dlt_backend *be, int n, int c, int hw, 
     if (!n || !c || !hw) return DLT_OK;
     CUDA_ENTER(be);
     if (hw == 1) {
-        unsigned blocks = (unsigned)((c + DLT_CUDA_THREADS - 1) / DLT_CUDA_THREADS);
-        k_bias_grad_cols<<<blocks, DLT_CUDA_THREADS, 0, STREAM(be)>>>(n, c, dy, db);
+        const unsigned blocks = (unsigned)(((size_t)c + 31) / 32);
+        k_bias_grad_cols<<<blocks, dim3(32, BG_ROWS), 0, STREAM(be)>>>(n, c, dy, db);
     } else {
         k_bias_grad_planes<<<(unsigned)c, DLT_CUDA_THREADS, 0, STREAM(be)>>>(n, c, hw, dy, db);
     }

@@ -10,8 +10,11 @@
  *
  * The CPU backend rejects a label outside [0, k) with DLT_ERR_INVALID. A GPU
  * cannot check without a synchronisation per step, so here such a sample gets
- * a NaN loss (caught by the trainer's non-finite check) and contributes no
- * one-hot term; no memory outside the row is ever read. */
+ * a NaN loss and contributes no one-hot term, and the label is recorded as a
+ * data error (cuda_internal.h) that the next synchronising call reports as
+ * DLT_ERR_INVALID: the gradients stay finite, so the trainer's non-finite
+ * check (on the gradient norm) would not see it. No memory outside the row
+ * is ever read. */
 #include <math.h>
 #include <stdint.h>
 
@@ -21,10 +24,23 @@
 /* Threads of the row kernels. */
 #define ROW_THREADS 256
 
+/* Records a label outside [0, k) (first one wins), as cuda_seq.cu does. */
+__device__ static void record_label_err(dlt_cuda_data_err *e, int row, int lab, int k)
+{
+    if (atomicCAS(&e->code, 0, -1) == 0) { /* -1 marks "being written" */
+        e->index = row;
+        e->value = (float)lab;
+        e->limit = k;
+        __threadfence_system();
+        atomicExch(&e->code, DLT_CUDA_DATA_ERR_LABEL);
+    }
+}
+
 /* One block per row i: probs, loss (may be NULL), correct (may be NULL). */
 __global__ void k_softmax_xent_fwd(int k, const float *__restrict__ logits,
                                    const int32_t *__restrict__ labels, float *__restrict__ probs,
-                                   float *__restrict__ loss, float *__restrict__ correct)
+                                   float *__restrict__ loss, float *__restrict__ correct,
+                                   dlt_cuda_data_err *err)
 {
     const int i = blockIdx.x;
     const float *z = logits + (size_t)i * k;
@@ -54,6 +70,7 @@ __global__ void k_softmax_xent_fwd(int k, const float *__restrict__ logits,
     if (threadIdx.x == 0) {
         const int lab = labels[i];
         const int ok = lab >= 0 && lab < k;
+        if (!ok) record_label_err(err, i, lab, k);
         if (loss) loss[i] = ok ? (float)(log(total) - ((double)z[lab] - mx)) : NAN;
         if (correct) correct[i] = ok && am == lab ? 1.0f : 0.0f;
     }
@@ -96,12 +113,14 @@ __global__ void k_mse_bwd(size_t total, float c, const float *__restrict__ y,
 }
 
 __global__ void k_onehot(size_t total, int k, const int32_t *__restrict__ labels,
-                         float *__restrict__ t)
+                         float *__restrict__ t, dlt_cuda_data_err *err)
 {
     GRID_LOOP(idx, total)
     {
         const size_t row = idx / (size_t)k;
-        t[idx] = labels[row] == (int)(idx - row * (size_t)k) ? 1.0f : 0.0f;
+        const int j = (int)(idx - row * (size_t)k), lab = labels[row];
+        if (j == 0 && (lab < 0 || lab >= k)) record_label_err(err, (int)row, lab, k);
+        t[idx] = lab == j ? 1.0f : 0.0f;
     }
 }
 
@@ -121,7 +140,7 @@ extern "C" dlt_status dlt_cuda_softmax_xent_fwd(dlt_backend *be, int n, int k,
     if (!n) return DLT_OK;
     CUDA_ENTER(be);
     k_softmax_xent_fwd<<<(unsigned)n, ROW_THREADS, 0, dlt_cuda_of(be)->stream>>>(
-        k, logits, labels, probs, loss, correct);
+        k, logits, labels, probs, loss, correct, dlt_cuda_of(be)->data_err_dev);
     KERNEL_CHECK("softmax_xent_fwd");
     return DLT_OK;
 }
@@ -172,8 +191,8 @@ extern "C" dlt_status dlt_cuda_onehot(dlt_backend *be, int n, int k, const int32
     const size_t total = (size_t)n * k;
     if (!total) return DLT_OK;
     CUDA_ENTER(be);
-    k_onehot<<<dlt_cuda_blocks(total), DLT_CUDA_THREADS, 0, dlt_cuda_of(be)->stream>>>(total, k,
-                                                                                       labels, t);
+    k_onehot<<<dlt_cuda_blocks(total), DLT_CUDA_THREADS, 0, dlt_cuda_of(be)->stream>>>(
+        total, k, labels, t, dlt_cuda_of(be)->data_err_dev);
     KERNEL_CHECK("onehot");
     return DLT_OK;
 }

@@ -350,6 +350,39 @@ static void test_losses(int n, int k)
     for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
 }
 
+/* A label outside [0, k) is DLT_ERR_INVALID on the CPU at once; on the GPU
+ * it is recorded and reported by the next synchronising call (its gradient
+ * would otherwise stay finite and the bad label go unnoticed). */
+static void test_bad_label(void)
+{
+    const int n = 4, k = 7;
+    const int32_t labs[2][4] = { { 1, 2, 7, 3 }, { 0, -1, 2, 3 } };
+    float *z = rnd((size_t)n * k, -1, 1);
+    float *d_z = up(z, (size_t)n * k * 4), *d_p = NULL, *d_loss = NULL;
+    MUST(G->alloc(G, (size_t)n * k * 4, (void **)&d_p));
+    MUST(G->alloc(G, (size_t)n * 4, (void **)&d_loss));
+    for (int c = 0; c < 2; c++) {
+        int32_t *d_lab = up(labs[c], sizeof labs[c]);
+        char what[80];
+        MUST(G->softmax_xent_fwd(G, n, k, d_z, d_lab, d_p, d_loss, NULL));
+        dlt_status st = G->sync(G);
+        snprintf(what, sizeof what, "softmax_xent_fwd label %d is DLT_ERR_INVALID at sync",
+                 (int)labs[c][c ? 1 : 2]);
+        check_true(what, st == DLT_ERR_INVALID, dlt_last_error());
+        MUST(G->onehot(G, n, k, d_lab, d_p));
+        st = G->sync(G);
+        snprintf(what, sizeof what, "onehot label %d is DLT_ERR_INVALID at sync",
+                 (int)labs[c][c ? 1 : 2]);
+        check_true(what, st == DLT_ERR_INVALID, dlt_last_error());
+        G->free(G, d_lab);
+    }
+    MUST(G->sync(G)); /* reported once, then cleared */
+    G->free(G, d_z);
+    G->free(G, d_p);
+    G->free(G, d_loss);
+    free(z);
+}
+
 static void test_opt_one(const char *name, dlt_opt_hparams h, int n1, int n2)
 {
     const size_t n = 10007;
@@ -664,10 +697,12 @@ int main(int argc, char **argv)
     test_cuda_linear_all();
     test_bias(8, 16, 49);
     test_bias(64, 300, 1);
+    test_bias(5, 40, 1); /* fewer rows than the GPU kernel's row lanes */
     test_act();
     test_dropout();
     test_losses(64, 10);
     test_losses(16, 5000);
+    test_bad_label();
     test_opt();
     test_conv((dlt_conv_geom){ .n = 4, .c = 3, .h = 17, .w = 19, .k = 8, .r = 3, .s = 3,
                                .stride = 1, .pad = 1 }, 4);
