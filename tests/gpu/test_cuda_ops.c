@@ -203,6 +203,7 @@ static void test_gemm(void)
         for (int tb = 0; tb < 2; tb++) test_gemm_one(ta, tb, 37, 53, 71, 0.7f, 0.3f);
     test_gemm_one(0, 1, 256, 192, 320, 1.0f, 0.0f);
     test_gemm_one(1, 0, 1, 300, 64, 1.0f, 1.0f);
+    test_gemm_one(0, 0, 5, 7, 0, 1.0f, 0.5f); /* k = 0: C = beta C (cublasSgemm path) */
 }
 
 static void test_bias(int n, int c, int hw)
