@@ -206,7 +206,8 @@ static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
         return DLT_ERR(DLT_ERR_SHAPE,
                        "%s: bad geometry n=%d c=%d h=%d w=%d k=%d r=%d s=%d stride=%d pad=%d", op,
                        g->n, g->c, g->h, g->w, g->k, g->r, g->s, g->stride, g->pad);
-    if (g->oh != (g->h + 2 * g->pad - g->r) / g->stride + 1 ||
+    if (g->h + 2 * g->pad < g->r || g->w + 2 * g->pad < g->s ||
+        g->oh != (g->h + 2 * g->pad - g->r) / g->stride + 1 ||
         g->ow != (g->w + 2 * g->pad - g->s) / g->stride + 1 || g->oh <= 0 || g->ow <= 0)
         return DLT_ERR(DLT_ERR_SHAPE,
                        "%s: output %dx%d does not match input %dx%d, kernel %dx%d, stride %d, "
