@@ -688,6 +688,7 @@ int main(int argc, char **argv)
     test_bnorm(8, 6, 25, 1);
     test_bnorm(32, 10, 1, 1);
     test_bnorm(4, 3, 16, 0);
+    test_bnorm(16, 4, 100, 1); /* n*hw > the block's 256 threads: strided loops */
     test_errors();
     test_cuda_seq_all();
     test_cuda_staging_all();
