@@ -9,7 +9,7 @@
  * DLT_ERR_UNSUPPORTED so that device "auto" falls back to the CPU.
  *
  * Memory follows the table's contract: alloc returns zeroed memory (the
- * memset is queued on the stream, so later ops see zeros), upload returns
+ * memset has finished, so every stream sees zeros), upload returns
  * when the host buffer may be reused, download returns when the host buffer
  * holds the data; everything else is asynchronous until sync().
  *
@@ -65,9 +65,13 @@ static dlt_status cuda_alloc(dlt_backend *be, size_t bytes, void **ptr)
         return DLT_ERR(DLT_ERR_DEVICE, "cudaMalloc(%zu bytes) failed: %s (%s:%d)", sz,
                        cudaGetErrorString(e), __FILE__, __LINE__);
     e = cudaMemsetAsync(p, 0, sz, dlt_cuda_of(be)->stream);
+    /* Wait for the zeros: the copy stream (upload_async into a fresh staging
+     * buffer) is not ordered after this stream, so an unfinished memset could
+     * overwrite the first batch. alloc is a build-time call, never per step. */
+    if (e == cudaSuccess) e = cudaStreamSynchronize(dlt_cuda_of(be)->stream);
     if (e != cudaSuccess) {
         cudaFree(p);
-        return DLT_ERR(DLT_ERR_DEVICE, "cudaMemsetAsync(%zu bytes) failed: %s (%s:%d)", sz,
+        return DLT_ERR(DLT_ERR_DEVICE, "zeroing %zu bytes failed: %s (%s:%d)", sz,
                        cudaGetErrorString(e), __FILE__, __LINE__);
     }
     *ptr = p;

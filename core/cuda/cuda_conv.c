@@ -89,6 +89,8 @@ static dlt_status pick_fwd(cudnnHandle_t h, conv_entry *e, size_t limit)
 {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
+    /* query with the default math, not the math type the previous pick left set */
+    CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, CUDNN_DEFAULT_MATH));
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, e->x, e->w, e->conv, e->y,
                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
                                                        perf));
@@ -116,6 +118,7 @@ static dlt_status pick_bwd_data(cudnnHandle_t h, conv_entry *e, size_t limit)
 {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int got = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, CUDNN_DEFAULT_MATH));
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
         h, e->w, e->y, e->conv, e->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
     for (int pass = 0; pass < 2; pass++)
@@ -143,6 +146,7 @@ static dlt_status pick_bwd_filter(cudnnHandle_t h, conv_entry *e, size_t limit)
 {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int got = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, CUDNN_DEFAULT_MATH));
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
         h, e->x, e->y, e->conv, e->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
     for (int pass = 0; pass < 2; pass++)
@@ -202,7 +206,8 @@ static dlt_status check_geom(const dlt_conv_geom *g, const char *op)
         return DLT_ERR(DLT_ERR_SHAPE,
                        "%s: bad geometry n=%d c=%d h=%d w=%d k=%d r=%d s=%d stride=%d pad=%d", op,
                        g->n, g->c, g->h, g->w, g->k, g->r, g->s, g->stride, g->pad);
-    if (g->oh != (g->h + 2 * g->pad - g->r) / g->stride + 1 ||
+    if (g->h + 2 * g->pad < g->r || g->w + 2 * g->pad < g->s ||
+        g->oh != (g->h + 2 * g->pad - g->r) / g->stride + 1 ||
         g->ow != (g->w + 2 * g->pad - g->s) / g->stride + 1 || g->oh <= 0 || g->ow <= 0)
         return DLT_ERR(DLT_ERR_SHAPE,
                        "%s: output %dx%d does not match input %dx%d, kernel %dx%d, stride %d, "

@@ -203,6 +203,7 @@ static void test_gemm(void)
         for (int tb = 0; tb < 2; tb++) test_gemm_one(ta, tb, 37, 53, 71, 0.7f, 0.3f);
     test_gemm_one(0, 1, 256, 192, 320, 1.0f, 0.0f);
     test_gemm_one(1, 0, 1, 300, 64, 1.0f, 1.0f);
+    test_gemm_one(0, 0, 5, 7, 0, 1.0f, 0.5f); /* k = 0: C = beta C (cublasSgemm path) */
 }
 
 static void test_bias(int n, int c, int hw)
@@ -471,7 +472,8 @@ static void test_conv(dlt_conv_geom g, int run_n)
     const size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.k * g.c * g.r * g.s;
     const size_t ny = (size_t)g.n * g.k * g.oh * g.ow;
     float *x = rnd(nx, -1, 1), *w = rnd(nw, -0.5f, 0.5f), *dy = rnd(ny, -1, 1);
-    float *y = malloc(ny * 4), *dx = rnd(nx, -1, 1), *dw = rnd(nw, -1, 1);
+    /* y starts non-zero too: forward must overwrite, not accumulate */
+    float *y = rnd(ny, -1, 1), *dx = rnd(nx, -1, 1), *dw = rnd(nw, -1, 1);
     float *d_x = up(x, nx * 4), *d_w = up(w, nw * 4), *d_dy = up(dy, ny * 4);
     float *d_y = up(y, ny * 4), *d_dx = up(dx, nx * 4), *d_dw = up(dw, nw * 4);
     char what[96], geo[64];
@@ -504,7 +506,7 @@ static void test_pool(dlt_pool_mode mode, dlt_conv_geom g)
     const size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
     float *x = rnd(nx, -2, 2), *dy = rnd(ny, -1, 1), *dx = rnd(nx, -1, 1);
     for (size_t i = 0; i < nx; i++) x[i] = roundf(x[i] * 2.0f) / 2.0f; /* many ties */
-    float *y = malloc(ny * 4);
+    float *y = rnd(ny, -1, 1); /* forward must overwrite it */
     float *d_x = up(x, nx * 4), *d_dy = up(dy, ny * 4), *d_dx = up(dx, nx * 4);
     float *d_y = up(y, ny * 4);
     char what[96];
@@ -531,7 +533,7 @@ static void test_bnorm(int n, int c, int hw, int affine)
     float *x = rnd(nx, 2, 6); /* a large mean, which one-pass variance would lose */
     float *gm = affine ? rnd(nc, 0.5f, 1.5f) : NULL, *bt = affine ? rnd(nc, -0.5f, 0.5f) : NULL;
     float *rm = rnd(nc, -0.1f, 0.1f), *rv = rnd(nc, 0.9f, 1.1f);
-    float *y = malloc(nx * 4), *sm = malloc(nc * 4), *si = malloc(nc * 4);
+    float *y = rnd(nx, -1, 1), *sm = malloc(nc * 4), *si = malloc(nc * 4);
     float *dy = rnd(nx, -1, 1), *dx = rnd(nx, -1, 1);
     float *dg = rnd(nc, -1, 1), *dbt = rnd(nc, -1, 1);
     float *d_x = up(x, nx * 4), *d_gm = up(gm, nc * 4), *d_bt = up(bt, nc * 4);
@@ -721,6 +723,7 @@ int main(int argc, char **argv)
     test_bnorm(8, 6, 25, 1);
     test_bnorm(32, 10, 1, 1);
     test_bnorm(4, 3, 16, 0);
+    test_bnorm(16, 4, 100, 1); /* n*hw > the block's 256 threads: strided loops */
     test_errors();
     test_cuda_seq_all();
     test_cuda_staging_all();
