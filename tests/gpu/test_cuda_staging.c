@@ -79,6 +79,62 @@ static void test_slots(size_t n)
                dlt_last_error());
 }
 
+/* The orderings test_slots cannot see (there the host refills each buffer
+ * for tens of milliseconds, so every earlier op has long finished): each
+ * batch gets its own pinned source, filled beforehand, so all uploads are
+ * queued at once, and each batch's compute is a long chain of in-place
+ * passes (PASSES x 128 MiB of traffic, ~10 ms) against ~2 ms per copy.
+ * Without the wait on upload_release, batch b + 2's upload would overwrite
+ * the slot while batch b's chain still reads it. Then one more upload is
+ * held back behind the last chain and its source overwritten as soon as
+ * upload_host_wait returns: the device must still get the old values. */
+static void test_slot_overlap(size_t n)
+{
+    enum { B = 4, PASSES = 200 };
+    const size_t bytes = n * sizeof(float);
+    float *h[B + 1], *d[DLT_UPLOAD_SLOTS], *out[B + 1];
+    for (int b = 0; b <= B; b++) {
+        MUST(G->host_alloc(G, bytes, (void **)&h[b]));
+        for (size_t i = 0; i < n; i++) h[b][i] = (float)b + (float)(i % 89);
+        MUST(G->alloc(G, bytes, (void **)&out[b]));
+    }
+    for (int k = 0; k < DLT_UPLOAD_SLOTS; k++) MUST(G->alloc(G, bytes, (void **)&d[k]));
+    MUST(G->sync(G));
+    int cur = -1;
+    for (int b = 0; b < B; b++) {
+        const int k = b % DLT_UPLOAD_SLOTS;
+        MUST(G->upload_async(G, k, d[k], h[b], bytes));
+        if (cur >= 0) MUST(G->upload_release(G, cur));
+        cur = k;
+        MUST(G->upload_wait(G, k));
+        for (int r = 0; r < PASSES; r++) MUST(G->scale(G, n, -1.0f, d[k])); /* even: exact */
+        MUST(G->copy(G, out[b], d[k], bytes));
+    }
+    MUST(G->upload_release(G, cur));
+    MUST(G->upload_async(G, cur, d[cur], h[B], bytes)); /* behind the last chain */
+    MUST(G->upload_host_wait(G, cur));
+    for (size_t i = 0; i < n; i++) h[B][i] = -1.0f;      /* the source may be reused now */
+    MUST(G->upload_wait(G, cur));
+    MUST(G->copy(G, out[B], d[cur], bytes));
+    MUST(G->sync(G));
+    for (int b = 0; b <= B; b++) {
+        float *got = down(out[b], n);
+        int ok = 1;
+        for (size_t i = 0; i < n && ok; i++) ok = got[i] == (float)b + (float)(i % 89);
+        char what[96];
+        snprintf(what, sizeof what, "%s, batch %d of %d (n=%zu)",
+                 b < B ? "slot reuse waits for the slot's readers" : "upload_host_wait waits for the copy",
+                 b, B + 1, n);
+        check_true(what, ok, NULL);
+        free(got);
+    }
+    for (int b = 0; b <= B; b++) {
+        G->host_free(G, h[b]);
+        G->free(G, out[b]);
+    }
+    for (int k = 0; k < DLT_UPLOAD_SLOTS; k++) G->free(G, d[k]);
+}
+
 /* Contract: gpu_test.h. */
 void test_cuda_staging_all(void)
 {
@@ -88,4 +144,5 @@ void test_cuda_staging_all(void)
     test_sum_to(100003);
     test_slots(1000);
     test_slots((size_t)16 << 20); /* 64 MiB: copies take milliseconds */
+    test_slot_overlap((size_t)16 << 20);
 }
