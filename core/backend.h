@@ -12,7 +12,9 @@
  *    outputs: the graph zeroes gradients once per step, and a value used by
  *    several layers (residuals) then gets the sum of their gradients for free;
  *  - forward ops overwrite their output;
- *  - ops are asynchronous on a GPU; sync() waits for all of them.
+ *  - ops are asynchronous on a GPU; sync() waits for all compute ops
+ *    (batch uploads of upload_async are waited for by upload_wait and
+ *    upload_host_wait, so a sync never waits for the next batch's copy).
  * A backend may leave an op NULL; supports() then says so and model build
  * fails with a clear message instead of crashing. */
 #ifndef DLT_BACKEND_H
