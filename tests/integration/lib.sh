@@ -85,3 +85,29 @@ equiv_run() {
         train.accum_steps="$k" comm.bucket_mb="$mb" "$@" >"$TMP/$name.out" 2>&1 ||
         { cat "$TMP/$name.out" >&2; fail "$name: $np ranks, accum $k, buckets of $mb MiB, $*"; }
 }
+
+# small_mlp_yaml FILE EVERY: a 2-layer MLP on $TMP/syn (train and test
+# shards), SGD + momentum, 2 epochs of batch 32, a log line every EVERY steps
+small_mlp_yaml() {
+    cat > "$1" <<YAML
+data:
+  train: $TMP/syn/train-*.h5
+  test: $TMP/syn/test-*.h5
+model:
+  loss: softmax_cross_entropy
+  layers:
+    - {type: flatten}
+    - {type: dense, units: 32}
+    - {type: relu}
+    - {type: dense, units: 10}
+train:
+  epochs: 2
+  batch_size: 32
+optimizer:
+  type: sgd
+  lr: 0.05
+  momentum: 0.9
+log:
+  every: $2
+YAML
+}

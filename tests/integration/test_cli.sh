@@ -3,27 +3,7 @@
 . tests/integration/lib.sh
 synthetic_data "$TMP/syn" 512
 
-cat > "$TMP/mlp.yaml" <<YAML
-data:
-  train: $TMP/syn/train-*.h5
-  test: $TMP/syn/test-*.h5
-model:
-  loss: softmax_cross_entropy
-  layers:
-    - {type: flatten}
-    - {type: dense, units: 32}
-    - {type: relu}
-    - {type: dense, units: 10}
-train:
-  epochs: 2
-  batch_size: 32
-optimizer:
-  type: sgd
-  lr: 0.05
-  momentum: 0.9
-log:
-  every: 4
-YAML
+small_mlp_yaml "$TMP/mlp.yaml" 4
 
 "$BIN/dltrain" --help | grep -q "train CONFIG" || fail "--help"
 "$BIN/dltrain" config --help | grep -q "optimizer.lr" || fail "config --help lists keys"

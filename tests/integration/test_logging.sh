@@ -7,27 +7,7 @@
 TBPY=$(pyenv_python)
 synthetic_data "$TMP/syn" 384
 
-cat > "$TMP/mlp.yaml" <<YAML
-data:
-  train: $TMP/syn/train-*.h5
-  test: $TMP/syn/test-*.h5
-model:
-  loss: softmax_cross_entropy
-  layers:
-    - {type: flatten}
-    - {type: dense, units: 32}
-    - {type: relu}
-    - {type: dense, units: 10}
-train:
-  epochs: 2
-  batch_size: 32
-optimizer:
-  type: sgd
-  lr: 0.05
-  momentum: 0.9
-log:
-  every: 3
-YAML
+small_mlp_yaml "$TMP/mlp.yaml" 3
 
 # ---- not a terminal: plain lines, no carriage returns ----
 $MPIRUN -np "$NP" "$BIN/dltrain" train "$TMP/mlp.yaml" run_dir="$TMP/run" >"$TMP/plain" ||

@@ -193,6 +193,19 @@ START_TEST(test_resnet_layout)
 }
 END_TEST
 
+/* Forward and backward of n samples of x at this loss scale; the
+ * parameter gradients (*np floats), downloaded into a heap copy. */
+static float *backward_grads(dlt_model *m, const float *x, int n, const dlt_step_ctx *ctx,
+                             float scale, size_t *np)
+{
+    sum_loss(m, x, n, ctx);
+    ck_assert_int_eq(dlt_model_backward(m, n, ctx, scale), DLT_OK);
+    dlt_model_params(m, np);
+    float *g = malloc(*np * sizeof *g);
+    ck_assert_int_eq(be->download(be, g, dlt_model_grads(m, NULL), *np * sizeof *g), DLT_OK);
+    return g;
+}
+
 /* d(scale * sum of losses)/d(param) for a sample of parameters of the
  * residual model, batch 3 of a planned 4, batch norm in training mode. */
 START_TEST(test_resnet_finite_differences)
@@ -206,12 +219,8 @@ START_TEST(test_resnet_finite_differences)
     float *x = dev_floats((size_t)n * 3 * 64, 9, -1.0f, 1.0f);
     int32_t lab[3] = { 4, 0, 2 }, *dlab = dev_labels(lab, 3);
     dlt_step_ctx ctx = { .train = 1, .seed = 1, .labels = dlab };
-    sum_loss(m, x, n, &ctx);
-    ck_assert_int_eq(dlt_model_backward(m, n, &ctx, scale), DLT_OK);
     size_t np;
-    dlt_model_params(m, &np);
-    float *ga = malloc(np * sizeof *ga);
-    ck_assert_int_eq(be->download(be, ga, dlt_model_grads(m, NULL), np * sizeof *ga), DLT_OK);
+    float *ga = backward_grads(m, x, n, &ctx, scale, &np);
 
     int checked = 0, nonzero = 0;
     fd_check(m, x, n, &ctx, scale, ga, 4, 4e-4f, &checked, &nonzero);
@@ -219,10 +228,7 @@ START_TEST(test_resnet_finite_differences)
     ck_assert_int_gt(nonzero, 20);
 
     /* the loss scale is linear in the gradients */
-    sum_loss(m, x, n, &ctx);
-    ck_assert_int_eq(dlt_model_backward(m, n, &ctx, 2.0f * scale), DLT_OK);
-    float *g2 = malloc(np * sizeof *g2);
-    be->download(be, g2, dlt_model_grads(m, NULL), np * sizeof *g2);
+    float *g2 = backward_grads(m, x, n, &ctx, 2.0f * scale, &np);
     for (size_t i = 0; i < np; i++) g2[i] *= 0.5f;
     ck_assert(tu_max_rel_err(g2, ga, np) < 1e-4);
     free(g2), free(ga);
@@ -276,12 +282,8 @@ START_TEST(test_bottleneck)
     float *x = dev_floats((size_t)n * 3 * 64, 19, -1.0f, 1.0f);
     int32_t lab[3] = { 1, 4, 0 }, *dlab = dev_labels(lab, 3);
     dlt_step_ctx ctx = { .train = 1, .seed = 1, .labels = dlab };
-    sum_loss(m, x, n, &ctx);
-    ck_assert_int_eq(dlt_model_backward(m, n, &ctx, scale), DLT_OK);
     size_t np;
-    dlt_model_params(m, &np);
-    float *ga = malloc(np * sizeof *ga);
-    ck_assert_int_eq(be->download(be, ga, dlt_model_grads(m, NULL), np * sizeof *ga), DLT_OK);
+    float *ga = backward_grads(m, x, n, &ctx, scale, &np);
     int checked = 0, nonzero = 0;
     fd_check(m, x, n, &ctx, scale, ga, 5, 5e-5f, &checked, &nonzero);
     ck_assert_int_eq(checked, 2 * dlt_model_n_params(m));
