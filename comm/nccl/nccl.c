@@ -185,14 +185,29 @@ dlt_status dlt_nccl_init(dlt_backend *be, const void *id128, int nranks, int ran
     return DLT_OK;
 }
 
+/* The checks every collective starts with, in this order: a communicator,
+ * not aborted, then *idle = 1 for an empty buffer (nothing to do, no NCCL
+ * call), else a buffer. */
+static dlt_status check_call(const struct dlt_nccl *c, const float *buf, size_t n,
+                             const char *what, int *idle)
+{
+    *idle = 0;
+    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL %s: NULL communicator", what);
+    if (!c->comm) return DLT_ERR(DLT_ERR_COMM, "NCCL %s: the communicator was aborted earlier", what);
+    if (n == 0) {
+        *idle = 1;
+        return DLT_OK;
+    }
+    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL %s: NULL buffer", what);
+    return DLT_OK;
+}
+
 /* Contract: see nccl.h. */
 dlt_status dlt_nccl_allreduce_sum_f32(dlt_nccl_t c, float *buf, size_t n)
 {
-    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL communicator");
-    if (!c->comm)
-        return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
-    if (n == 0) return DLT_OK;
-    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
+    int idle;
+    DLT_CHECK(check_call(c, buf, n, "allreduce", &idle));
+    if (idle) return DLT_OK;
     CUDA_CHECK(cudaSetDevice(c->device));
     const double deadline = now_s() + c->timeout_s;
     ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->stream);
@@ -219,11 +234,9 @@ static dlt_status order_after_compute(struct dlt_nccl *c)
 /* Contract: see nccl.h. */
 dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
 {
-    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL communicator");
-    if (!c->comm)
-        return DLT_ERR(DLT_ERR_COMM, "NCCL allreduce: the communicator was aborted earlier");
-    if (n == 0) return DLT_OK;
-    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL allreduce: NULL buffer");
+    int idle;
+    DLT_CHECK(check_call(c, buf, n, "allreduce", &idle));
+    if (idle) return DLT_OK;
     DLT_CHECK(order_after_compute(c));
     ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, c->comm_stream);
     if (r != ncclSuccess && r != ncclInProgress)
@@ -241,10 +254,9 @@ dlt_status dlt_nccl_allreduce_start(dlt_nccl_t c, float *buf, size_t n)
 static dlt_status shard_start(struct dlt_nccl *c, float *buf, size_t n, int gather)
 {
     const char *what = gather ? "all-gather" : "reduce-scatter";
-    if (!c) return DLT_ERR(DLT_ERR_INVALID, "NCCL %s: NULL communicator", what);
-    if (!c->comm) return DLT_ERR(DLT_ERR_COMM, "NCCL %s: the communicator was aborted earlier", what);
-    if (n == 0) return DLT_OK;
-    if (!buf) return DLT_ERR(DLT_ERR_INVALID, "NCCL %s: NULL buffer", what);
+    int idle;
+    DLT_CHECK(check_call(c, buf, n, what, &idle));
+    if (idle) return DLT_OK;
     DLT_CHECK(order_after_compute(c));
     size_t q = n / (size_t)c->nranks, rem = n - q * (size_t)c->nranks;
     float *mine = buf + q * (size_t)c->rank, *tail = buf + q * (size_t)c->nranks;
